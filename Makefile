@@ -1,0 +1,182 @@
+# Parley — plain GNU Makefile. Sources are found by wildcard: add a file, not a rule.
+#   make            release build: bin/parley-proxy, bin/parley-gateway, bin/parleyctl
+#   make test       install what is missing, ASan+UBSan build, unit + fuzz + system tests
+#   make demo       install what is missing, build, run the demo on loopback
+#   make bench      release build, run the benchmarks (figures, not pass/fail)
+#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
+#   make format     apply .clang-format
+
+BUILD    ?= build/release
+BINDIR   ?= bin
+SANITIZE ?=
+FUZZ     ?=
+PYTHON   ?= /usr/bin/python3
+FUZZ_SECONDS ?= 20
+
+ifeq ($(FUZZ),1)
+CC       := clang
+endif
+CC       ?= cc
+
+PKGS     := libuv libcares libprotobuf-c openssl expat inih sqlite3 libidn libosip2
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 \
+            -Werror=implicit-function-declaration -Werror
+OPT      ?= -O2 -g
+CFLAGS   += -std=c17 -D_GNU_SOURCE $(OPT) $(WARN) -MMD -MP -fno-omit-frame-pointer \
+            -I. -Icommon -I$(BUILD)/gen $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lm
+
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+ifeq ($(FUZZ),1)
+CFLAGS   += -fsanitize=fuzzer-no-link,address,undefined -DPARLEY_FUZZ=1
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+# Debian's expat 2.5.0 carries XML_SetReparseDeferralEnabled as a backport while its
+# version macros still say 2.5.0: detect the function by linking, never by version.
+HAVE_REPARSE := $(shell printf '#include <expat.h>\nint main(void){XML_Parser p=XML_ParserCreate(0);XML_SetReparseDeferralEnabled(p,XML_FALSE);return 0;}' \
+                | $(CC) -x c - -o /dev/null -lexpat >/dev/null 2>&1 && echo 1)
+ifeq ($(HAVE_REPARSE),1)
+CFLAGS   += -DHAVE_XML_SETREPARSEDEFERRALENABLED=1
+endif
+
+PROTOS        := $(wildcard proto/*.proto)
+PROTO_C       := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+PROTO_H       := $(PROTO_C:.c=.h)
+PROTO_PY      := $(patsubst proto/%.proto,$(BUILD)/py/%_pb2.py,$(PROTOS))
+
+COMMON_SRC    := $(wildcard common/*.c)
+PROXY_SRC     := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+GATEWAY_SRC   := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
+CTL_SRC       := $(wildcard common/ctl/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBPARLEY  := $(BUILD)/libparley.a
+LIBPROXY   := $(BUILD)/libproxy.a
+LIBGATEWAY := $(BUILD)/libgateway.a
+LIBS_ALL   := $(LIBGATEWAY) $(LIBPROXY) $(LIBPARLEY)
+
+UNIT_SRC   := $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+BENCH_SRC  := $(wildcard tests/bench/*.c)
+BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/benchbin/%,$(BENCH_SRC))
+
+BINS := $(BINDIR)/parley-proxy $(BINDIR)/parley-gateway
+ifneq ($(CTL_SRC),)
+BINS += $(BINDIR)/parleyctl
+endif
+
+.PHONY: all deps units run-units fuzz run-fuzz test system bench demo format clean proto-py
+.DEFAULT_GOAL := all
+
+all: $(BINS) proto-py
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -Iproto $<
+
+$(BUILD)/py/%_pb2.py: proto/%.proto
+	@mkdir -p $(BUILD)/py
+	protoc --python_out=$(BUILD)/py -Iproto $<
+
+proto-py: $(PROTO_PY)
+
+# Every object may include generated headers.
+$(BUILD)/obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-unused-parameter -c $< -o $@
+
+$(LIBPARLEY): $(call obj,$(COMMON_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(PROTO_C))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIBPROXY): $(call obj,$(PROXY_SRC))
+	@rm -f $@
+	ar rcs $@ $^ $(if $^,,)
+
+$(LIBGATEWAY): $(call obj,$(GATEWAY_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BINDIR)/parley-proxy: $(call obj,proxy/main.c) $(LIBPROXY) $(LIBPARLEY)
+	@mkdir -p $(BINDIR)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BINDIR)/parley-gateway: $(call obj,gateway/main.c) $(LIBGATEWAY) $(LIBPARLEY)
+	@mkdir -p $(BINDIR)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BINDIR)/parleyctl: $(call obj,$(CTL_SRC)) $(LIBPARLEY)
+	@mkdir -p $(BINDIR)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit/%: tests/unit/%.c $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iproxy -Igateway $(LDFLAGS) -o $@ $< $(LIBS_ALL) $(LDLIBS) -lcmocka
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iproxy -Igateway -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIBS_ALL) $(LDLIBS)
+
+$(BUILD)/benchbin/%: tests/bench/%.c $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iproxy -Igateway $(LDFLAGS) -o $@ $< $(LIBS_ALL) $(LDLIBS)
+
+units: $(UNIT_BIN)
+
+run-units: units
+	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+
+# Builds the libFuzzer targets with clang and runs each for FUZZ_SECONDS on its corpus.
+fuzz:
+	$(MAKE) FUZZ=1 BUILD=build/fuzz BINDIR=build/fuzz/bin fuzz-bins
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); c=tests/fuzz/corpus/$${n#fuzz_}; \
+	  mkdir -p build/fuzz/work/$$n; echo "== fuzz $$n ($(FUZZ_SECONDS)s)"; \
+	  build/fuzz/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    -close_fd_mask=3 build/fuzz/work/$$n $$c || exit 1; done
+
+fuzz-bins: $(FUZZ_BIN)
+
+deps:
+	@bash deploy/install-deps.sh
+
+SANBUILD := BUILD=build/san BINDIR=build/san/bin SANITIZE=address,undefined OPT="-O1 -g"
+
+test: deps
+	$(MAKE) $(SANBUILD) all units
+	$(MAKE) $(SANBUILD) run-units
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+	$(MAKE) $(SANBUILD) system
+
+system:
+	PARLEY_BIN=$(abspath $(BINDIR)) PARLEY_PY=$(abspath $(BUILD)/py) \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/system $(PYTEST_ARGS)
+
+bench: all $(BENCH_BIN)
+	PARLEY_BIN=$(abspath $(BINDIR)) PARLEY_PY=$(abspath $(BUILD)/py) PARLEY_BENCHBIN=$(abspath $(BUILD)/benchbin) \
+	  $(PYTHON) tests/bench/run.py $(BENCH_ARGS)
+
+demo: deps all
+	PARLEY_BIN=$(abspath $(BINDIR)) PARLEY_PY=$(abspath $(BUILD)/py) $(PYTHON) deploy/demo.py
+
+format:
+	clang-format -i $(wildcard common/*.[ch] proxy/*.[ch] gateway/*.[ch] tests/unit/*/*.c tests/fuzz/*.c tests/bench/*.c)
+
+clean:
+	rm -rf build bin
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
