@@ -25,7 +25,8 @@ int buf_reserve(struct buf *b, size_t n, uint8_t **out)
 	if (b->max && (n > b->max || b->len > b->max - n))
 		return PE_TOOBIG;
 	if (b->cap - b->off - b->len >= n) {
-		*out = b->data + b->off + b->len;
+		/* n == 0 on an unallocated buffer: NULL + 0 is undefined behaviour. */
+		*out = b->data ? b->data + b->off + b->len : NULL;
 		return 0;
 	}
 	if (b->off) { /* compact first */

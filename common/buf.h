@@ -18,7 +18,8 @@ void buf_init(struct buf *b, size_t max);
 /* Frees storage; the buffer may be reused after buf_init. */
 void buf_deinit(struct buf *b);
 
-static inline uint8_t *buf_head(const struct buf *b) { return b->data + b->off; }
+/* NULL while nothing is allocated (after buf_init or buf_release_if_empty). */
+static inline uint8_t *buf_head(const struct buf *b) { return b->data ? b->data + b->off : NULL; }
 static inline size_t buf_len(const struct buf *b) { return b->len; }
 
 /* Makes at least n writable bytes available after the readable ones and stores their

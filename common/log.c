@@ -84,7 +84,10 @@ void log_emit(enum log_level level, uint64_t conn, const char *event,
 		va_start(ap, fmt);
 		r = vsnprintf(line + n, sizeof line - n, fmt, ap);
 		va_end(ap);
-		n += r > 0 ? (size_t)r : 0;
+		if (r > 0)
+			n += (size_t)r;
+		else
+			n--; /* fields came out empty: drop the separator */
 	}
 	if (n >= sizeof line - 1)
 		n = sizeof line - 2;
@@ -106,11 +109,16 @@ char *log_escape(char *dst, size_t cap, const void *src, size_t len)
 
 	if (cap == 0)
 		return dst;
+	/* Reserve room for "..." only if the whole rendering cannot fit. */
+	size_t total = 0;
+	for (size_t i = 0; i < len && total < cap; i++)
+		total += s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' ? 1 : 4;
+	int fits = total < cap;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = s[i];
 		int plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
 		size_t need = plain ? 1 : 4;
-		if (o + need + 4 > cap) { /* keep room for "..." and NUL */
+		if (!fits && o + need + 4 > cap) { /* keep room for "..." and NUL */
 			if (o + 4 <= cap) {
 				memcpy(dst + o, "...", 3);
 				o += 3;
