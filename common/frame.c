@@ -103,6 +103,35 @@ Parley__Link__Frame *frame_unpack(struct frame_arena *a, const uint8_t *body,
 	return f;
 }
 
+bool frame_has_unknown(const ProtobufCMessage *m)
+{
+	if (!m)
+		return false;
+	if (m->n_unknown_fields)
+		return true;
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *fd = &d->fields[i];
+		if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		const char *base = (const char *)m + fd->offset;
+		if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)((const char *)m + fd->quantifier_offset);
+			ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)base;
+			for (size_t k = 0; k < n; k++)
+				if (frame_has_unknown(v[k]))
+					return true;
+			continue;
+		}
+		if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)((const char *)m + fd->quantifier_offset) != fd->id)
+			continue;
+		if (frame_has_unknown(*(ProtobufCMessage *const *)base))
+			return true;
+	}
+	return false;
+}
+
 static void put_be32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24);

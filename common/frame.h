@@ -5,6 +5,7 @@
 #include "buf.h"
 #include "link.pb-c.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,10 @@ void frame_arena_deinit(struct frame_arena *a);
  * no body case set. Valid until the next frame_arena_reset. */
 Parley__Link__Frame *frame_unpack(struct frame_arena *a, const uint8_t *body,
 				  size_t len);
+
+/* True if m or any sub-message carries fields this build does not know (a newer peer, or
+ * protobuf-c keeping an over-long tag of field 0, which it rejects when re-encoded). */
+bool frame_has_unknown(const ProtobufCMessage *m);
 
 /* Appends the framed encoding of f to out. Returns 0, PE_TOOBIG if the body would exceed
  * max, or a buf error. */

@@ -1,0 +1,31 @@
+/* What both daemons' main() share: arguments, config loading, the loop's lifecycle. */
+#ifndef PARLEY_DAEMON_H
+#define PARLEY_DAEMON_H
+
+#include "conf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+struct daemon_args {
+	const char *config;   /* -c FILE */
+	bool check_config;    /* --check-config: validate and exit */
+	bool help_config;     /* --help-config: print the settings table and exit */
+};
+
+/* Parses argv. Returns 0, or prints usage to stderr and returns PE_INVAL. */
+int daemon_parse_args(int argc, char **argv, const char *prog, struct daemon_args *a);
+
+/* Loads the config and reports errors on stderr as "prog: FILE:LINE: message".
+ * Returns 0 or PE_CONFIG. */
+int daemon_load(const char *prog, const struct conf_option *table, size_t n, void *cfg,
+		const char *path);
+
+/* Closes every handle still open on loop and runs it until they are gone. */
+void daemon_close_all(uv_loop_t *loop);
+
+/* Peak resident set size in KiB (VmHWM), or 0. */
+long daemon_peak_rss_kib(void);
+
+#endif

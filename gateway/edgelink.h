@@ -1,0 +1,41 @@
+/* The gateway's end of the internal link: dials every configured edge, reconnects with
+ * jittered exponential backoff, and keeps one outbound stream per edge. */
+#ifndef PARLEY_GATEWAY_EDGELINK_H
+#define PARLEY_GATEWAY_EDGELINK_H
+
+#include "link.h"
+#include "link_conf.h"
+
+#include <uv.h>
+
+struct edgelink;
+
+/* Called for every reliable frame an edge sends (first time seen in its epoch). The
+ * handler calls link_peer_processed(peer, seq) once the frame reached a final outcome. */
+typedef void (*edgelink_frame_cb)(void *arg, struct link_peer *peer, uint64_t seq,
+				  const Parley__Link__Frame *f);
+/* Called after all frames of one read were handed over. */
+typedef void (*edgelink_batch_cb)(void *arg);
+
+struct edgelink_opts {
+	const char *node_id;
+	uint32_t priority;
+	const char *const *edges; /* "host:port" each */
+	size_t nedges;
+	const struct link_conf *conf;
+	uint64_t reconnect_min_ms;
+	uint64_t reconnect_max_ms;
+	edgelink_frame_cb on_frame;
+	edgelink_batch_cb on_batch_end;
+	void *arg;
+};
+
+/* Returns 0, or an error (logged) for an unusable edge address or TLS setting. */
+int edgelink_start(uv_loop_t *loop, const struct edgelink_opts *o, struct edgelink **out);
+void edgelink_stop(struct edgelink *e);
+void edgelink_free(struct edgelink *e);
+int edgelink_reload_tls(struct edgelink *e, const struct link_conf *conf);
+/* Number of edges whose session is up. */
+size_t edgelink_up_count(const struct edgelink *e);
+
+#endif

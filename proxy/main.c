@@ -1,0 +1,152 @@
+/* parley-proxy: argv, config, loop and signals. Protocol work lives in the modules. */
+#include "daemon.h"
+#include "err.h"
+#include "gwlink.h"
+#include "link.h"
+#include "link_conf.h"
+#include "log.h"
+#include "sig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+struct proxy_config {
+	char *node_id;
+	int log_level;
+	struct conf_hostport link_listen;
+	struct link_conf link;
+	uint64_t test_source_frames;
+	uint64_t test_source_body;
+};
+
+#define PC struct proxy_config
+static const struct conf_option proxy_options[] = {
+	{"general", "node_id", CONF_STRING, 1, 100, "edge", offsetof(PC, node_id), false, false,
+	 NULL, "this edge's name on the link"},
+	{"general", "log_level", CONF_ENUM, 0, 0, "info", offsetof(PC, log_level), true, false,
+	 log_levels, "error, warn, info or debug"},
+	{"link", "listen", CONF_HOSTPORT, 0, 0, "127.0.0.1:23456", offsetof(PC, link_listen),
+	 false, false, NULL, "internal-interface address the gateways dial"},
+	LINK_CONF_OPTIONS(PC, link),
+	{"test", "source_frames", CONF_UINT, 0, 100000000, "0", offsetof(PC, test_source_frames),
+	 false, false, NULL, "test only: send this many stanza frames to the active gateway"},
+	{"test", "source_body_bytes", CONF_UINT, 0, 65536, "200",
+	 offsetof(PC, test_source_body), false, false, NULL,
+	 "test only: body size of the source's frames"},
+};
+#undef PC
+#define N_OPTIONS (sizeof proxy_options / sizeof proxy_options[0])
+
+struct proxy {
+	uv_loop_t *loop;
+	const char *config_path;
+	struct proxy_config cfg;
+	struct gwlink *gw;
+	struct sig sig;
+	uv_timer_t stop_timer;
+	bool stopping;
+};
+
+static void on_stop_timeout(uv_timer_t *t)
+{
+	(void)t;
+	log_warn(0, "shutdown_forced", "reason=\"drain deadline passed\"");
+	uv_stop(t->loop);
+}
+
+static void on_term(void *arg)
+{
+	struct proxy *p = arg;
+	if (p->stopping) {
+		log_warn(0, "shutdown_forced", "reason=\"second signal\"");
+		uv_stop(p->loop);
+		return;
+	}
+	p->stopping = true;
+	log_info(0, "shutdown", "reason=signal");
+	gwlink_stop(p->gw);
+	sig_stop(&p->sig);
+	uv_timer_init(p->loop, &p->stop_timer);
+	uv_timer_start(&p->stop_timer, on_stop_timeout, 5000, 0);
+	uv_unref((uv_handle_t *)&p->stop_timer);
+}
+
+static void on_hup(void *arg)
+{
+	struct proxy *p = arg;
+	struct proxy_config next;
+	char err[1024];
+	if (conf_load(proxy_options, N_OPTIONS, &next, p->config_path, err, sizeof err) != 0) {
+		log_error(0, "reload_refused", "err=\"%s\"", err);
+		return;
+	}
+	if (conf_diff_nonreloadable(proxy_options, N_OPTIONS, &p->cfg, &next, err, sizeof err)) {
+		log_error(0, "reload_refused", "err=\"%s\"", err);
+		conf_free(proxy_options, N_OPTIONS, &next);
+		return;
+	}
+	if (gwlink_reload_tls(p->gw, &next.link) != 0) {
+		conf_free(proxy_options, N_OPTIONS, &next);
+		return;
+	}
+	log_set_level((enum log_level)next.log_level);
+	/* Sessions hold pointers into the old config's link settings; those are non-reloadable
+	 * or copied, so the old strings stay valid until exit. */
+	log_info(0, "reload", "config=%s", p->config_path);
+	conf_free(proxy_options, N_OPTIONS, &next);
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon_args args;
+	struct proxy p;
+	memset(&p, 0, sizeof p);
+	if (daemon_parse_args(argc, argv, "parley-proxy", &args))
+		return 2;
+	if (args.help_config) {
+		conf_print_help(proxy_options, N_OPTIONS, stdout);
+		return 0;
+	}
+	if (daemon_load("parley-proxy", proxy_options, N_OPTIONS, &p.cfg, args.config))
+		return 1;
+	if (args.check_config) {
+		printf("parley-proxy: %s: configuration OK\n", args.config);
+		conf_free(proxy_options, N_OPTIONS, &p.cfg);
+		return 0;
+	}
+	log_init("parley-proxy", (enum log_level)p.cfg.log_level);
+	p.config_path = args.config;
+	p.loop = uv_default_loop();
+
+	struct gwlink_opts go = {
+		.node_id = p.cfg.node_id,
+		.listen_host = p.cfg.link_listen.host,
+		.listen_port = p.cfg.link_listen.port,
+		.conf = &p.cfg.link,
+		.source_frames = p.cfg.test_source_frames,
+		.source_body_bytes = (uint32_t)p.cfg.test_source_body,
+	};
+	int rc = 0;
+	if (gwlink_start(p.loop, &go, &p.gw) != 0) {
+		rc = 1;
+		goto out;
+	}
+	struct sig_handlers sh = {.on_term = on_term, .on_hup = on_hup, .arg = &p};
+	sig_start(p.loop, &p.sig, &sh);
+	log_info(0, "started", "config=%s pid=%ld", args.config, (long)getpid());
+	uv_run(p.loop, UV_RUN_DEFAULT);
+	log_info(0, "stopped",
+		 "frames_in=%llu frames_out=%llu dups_dropped=%llu resent=%llu peak_rss_kib=%ld",
+		 (unsigned long long)link_stats.frames_in, (unsigned long long)link_stats.frames_out,
+		 (unsigned long long)link_stats.dups_dropped, (unsigned long long)link_stats.resent,
+		 daemon_peak_rss_kib());
+out:
+	daemon_close_all(p.loop);
+	gwlink_free(p.gw);
+	uv_loop_close(p.loop);
+	conf_free(proxy_options, N_OPTIONS, &p.cfg);
+	return rc;
+}

@@ -1,0 +1,40 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import harness  # noqa: E402
+
+
+def pytest_configure(config):
+    for b in ("parley-proxy", "parley-gateway"):
+        path = os.path.join(harness.BIN, b)
+        if not os.access(path, os.X_OK):
+            raise pytest.UsageError("missing %s: build first (make, or make test)" % path)
+
+
+@pytest.fixture(scope="session")
+def link_certs(tmp_path_factory):
+    """A lab CA with both link certificates, a second gateway, a certificate for a name
+    nobody pins, and a rogue CA with a gateway certificate that looks right but is untrusted."""
+    d = tmp_path_factory.mktemp("linkcerts")
+    harness.make_certs(d, "proxy.link.test", "gateway.link.test", "gateway2.link.test",
+                       "other.link.test")
+    harness.make_certs(d, "gateway.link.test", "proxy.link.test", ca="rogue")
+    return str(d)
+
+
+@pytest.fixture
+def daemons():
+    """Collects started daemons; stops them by PID at the end and fails on sanitizer output."""
+    started = []
+    yield started
+    findings = []
+    for d in started:
+        d.stop()
+        found = harness.sanitizer_findings(d.text())
+        if found:
+            findings.append("%s: %s\n%s" % (d.name, found[0], d.text()[-4000:]))
+    assert not findings, "\n".join(findings)
