@@ -28,6 +28,7 @@ struct link_session {
 	bool hello_rx;
 	bool closing;
 	bool goodbye_rx;
+	char goodbye_reason[160]; /* what the peer said when it closed, escaped */
 	bool in_dispatch;
 	int handles; /* open uv timers; freed when 0 and the conn is gone */
 	bool conn_gone;
@@ -361,7 +362,8 @@ static void send_pong_or_ping(struct link_session *s, bool pong, uint64_t nonce)
 
 static void dispatch(struct link_session *s, const Parley__Link__Frame *f)
 {
-	if (!s->hello_rx && f->body_case != PARLEY__LINK__FRAME__BODY_HELLO) {
+	if (!s->hello_rx && f->body_case != PARLEY__LINK__FRAME__BODY_HELLO &&
+	    f->body_case != PARLEY__LINK__FRAME__BODY_GOODBYE) {
 		session_fail(s, PE_PROTO, "frame before Hello");
 		return;
 	}
@@ -381,11 +383,15 @@ static void dispatch(struct link_session *s, const Parley__Link__Frame *f)
 		if (s->peer)
 			s->peer->peer_outbox_depth = f->pong->outbox_depth;
 		return;
-	case PARLEY__LINK__FRAME__BODY_GOODBYE:
+	case PARLEY__LINK__FRAME__BODY_GOODBYE: {
+		const char *why = f->goodbye->reason ? f->goodbye->reason : "";
 		s->goodbye_rx = true;
-		log_info(net_conn_id(s->conn), "link_goodbye", "node=%s reason=\"%s\"",
-			 s->peer->node_id, f->goodbye->reason ? f->goodbye->reason : "");
+		log_escape(s->goodbye_reason, sizeof s->goodbye_reason, why, strlen(why));
+		if (s->hello_rx)
+			log_info(net_conn_id(s->conn), "link_goodbye", "node=%s reason=\"%s\"",
+				 s->peer ? s->peer->node_id : "-", s->goodbye_reason);
 		return;
+	}
 	case PARLEY__LINK__FRAME__BODY_STANZA:
 	case PARLEY__LINK__FRAME__BODY_DELIVERED:
 	case PARLEY__LINK__FRAME__BODY_BOUNCE:
@@ -532,9 +538,13 @@ static void on_close(struct net_conn *c, int reason)
 		struct tls_sess *t = net_conn_tls(c);
 		const char *te = t ? tls_sess_error(t) : NULL;
 		link_stats.sessions_refused++;
-		log_warn(net_conn_id(c), "link_refused", "peer=%s reason=\"%s%s%s\"",
-			 net_conn_peer(c), reason ? pe_strerror(reason) : "closed before Hello",
-			 te && *te ? ": " : "", te && *te ? te : "");
+		if (s->goodbye_rx)
+			log_warn(net_conn_id(c), "link_refused", "peer=%s reason=\"refused by the peer: %s\"",
+				 net_conn_peer(c), s->goodbye_reason);
+		else
+			log_warn(net_conn_id(c), "link_refused", "peer=%s reason=\"%s%s%s\"",
+				 net_conn_peer(c), reason ? pe_strerror(reason) : "closed before Hello",
+				 te && *te ? ": " : "", te && *te ? te : "");
 	}
 	if (p) {
 		if (p->sess == s)
@@ -549,6 +559,16 @@ static void on_close(struct net_conn *c, int reason)
 	uv_close((uv_handle_t *)&s->acker, on_timer_closed);
 }
 
+static void send_goodbye(struct link_session *s, const char *reason)
+{
+	Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
+	Parley__Link__Goodbye g = PARLEY__LINK__GOODBYE__INIT;
+	g.reason = (char *)reason;
+	f.body_case = PARLEY__LINK__FRAME__BODY_GOODBYE;
+	f.goodbye = &g;
+	session_write_frame(s, &f);
+}
+
 /* Verifies the peer certificate against the pinned names once TLS is up. */
 static void on_secure(struct net_conn *c)
 {
@@ -559,6 +579,8 @@ static void on_secure(struct net_conn *c)
 		link_stats.sessions_refused++;
 		log_warn(net_conn_id(c), "link_refused", "peer=%s reason=\"%s\"",
 			 net_conn_peer(c), why);
+		/* Tell the peer why, so both logs say what to fix; it is our own component. */
+		send_goodbye(s, why);
 		s->closing = true;
 		net_conn_close(c, PE_VERIFY);
 		return;
@@ -641,12 +663,7 @@ void link_session_close(struct link_session *s, const char *reason)
 		return;
 	if (s->hello_rx) {
 		session_send_acks(s);
-		Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
-		Parley__Link__Goodbye g = PARLEY__LINK__GOODBYE__INIT;
-		g.reason = (char *)reason;
-		f.body_case = PARLEY__LINK__FRAME__BODY_GOODBYE;
-		f.goodbye = &g;
-		session_write_frame(s, &f);
+		send_goodbye(s, reason);
 	}
 	s->closing = true;
 	net_conn_close(s->conn, 0);
