@@ -75,6 +75,9 @@ ifneq ($(CTL_SRC),)
 BINS += $(BINDIR)/parleyctl
 endif
 
+# Generated sources are kept, not treated as intermediates to delete.
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+
 .PHONY: all deps units run-units fuzz run-fuzz test system bench demo format clean proto-py
 .DEFAULT_GOAL := all
 

@@ -174,7 +174,7 @@ void link_out_deinit(struct link_out *o)
 
 int link_out_send(struct link_out *o, Parley__Link__Frame *f)
 {
-	if (outbox_full(&o->ob)) {
+	if (outbox_depth(&o->ob) > o->ob.mask) {
 		o->was_full = true;
 		return PE_FULL;
 	}

@@ -75,8 +75,10 @@ struct link_app {
 int link_out_init(struct link_out *o, uint64_t epoch, const struct link_cfg *cfg);
 void link_out_deinit(struct link_out *o);
 /* Assigns the next seq to f, encodes and queues it, and transmits it if a session is
- * attached. Returns 0, PE_FULL (window full: pause the producer until on_room), or
- * PE_TOOBIG. f->seq is overwritten. */
+ * attached. Producers check link_out_full() and pause until on_room; a send past the window
+ * still succeeds up to twice the window (what was already read need not be refused).
+ * Returns 0, PE_FULL (beyond that hard capacity: nothing queued), or PE_TOOBIG.
+ * f->seq is overwritten. */
 int link_out_send(struct link_out *o, Parley__Link__Frame *f);
 static inline bool link_out_full(const struct link_out *o) { return outbox_full(&o->ob); }
 /* Makes s transmit o: re-sends its Hello (so the peer learns first_unacked), then

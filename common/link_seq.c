@@ -19,7 +19,9 @@ int outbox_init(struct link_outbox *ob, uint64_t epoch, uint32_t window,
 		size_t max_bytes)
 {
 	memset(ob, 0, sizeof *ob);
-	uint32_t size = pow2_at_least(window);
+	/* Twice the window: producers pause at the window but may finish what they already
+	 * read (a socket buffer's worth of stanzas) without anything being refused. */
+	uint32_t size = pow2_at_least(window) * 2;
 	ob->ring = calloc(size, sizeof *ob->ring);
 	if (!ob->ring)
 		return PE_NOMEM;
@@ -53,7 +55,7 @@ bool outbox_has_room(const struct link_outbox *ob)
 
 int outbox_push(struct link_outbox *ob, uint8_t *data, uint32_t len)
 {
-	if (outbox_full(ob))
+	if (outbox_depth(ob) > ob->mask)
 		return PE_FULL;
 	struct link_item *it = &ob->ring[ob->next_seq & ob->mask];
 	it->data = data;

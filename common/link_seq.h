@@ -45,7 +45,8 @@ bool outbox_full(const struct link_outbox *ob);
 bool outbox_has_room(const struct link_outbox *ob);
 
 /* Takes ownership of a framed buffer whose Frame.seq is ob->next_seq (the caller encodes
- * it) and queues it. Returns PE_FULL (nothing taken) when outbox_full. */
+ * it) and queues it. Producers stop at outbox_full (the window) but may overshoot it up to
+ * the ring's capacity (twice the window); only beyond that PE_FULL (nothing taken). */
 int outbox_push(struct link_outbox *ob, uint8_t *data, uint32_t len);
 
 /* Marks [first, last] acknowledged; seqs outside [head, next_seq) are ignored (old or

@@ -21,12 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NET__CHUNK (64 * 1024)           /* read buffer and plaintext chunk size */
-#define NET__BATCH (256 * 1024)          /* flush at once when this much is waiting */
-#define NET__OUT_RESERVE (16 * 1024)     /* first allocation of an output buffer */
+#define NET__CHUNK (64 * 1024)		 /* read buffer and plaintext chunk size */
+#define NET__BATCH (256 * 1024)		 /* flush at once when this much is waiting */
+#define NET__OUT_RESERVE (16 * 1024)	 /* first allocation of an output buffer */
 #define NET__DEF_HIGH (4u * 1024 * 1024) /* default out_high */
-#define NET__DEF_LOW (1u * 1024 * 1024)  /* default out_low */
-#define NET__DEF_CLOSE_MS 5000           /* default close_timeout_ms */
+#define NET__DEF_LOW (1u * 1024 * 1024)	 /* default out_low */
+#define NET__DEF_CLOSE_MS 5000		 /* default close_timeout_ms */
 
 enum net_state {
 	CS_CONNECTING, /* outbound TCP connect in progress */
@@ -38,7 +38,7 @@ enum net_state {
 
 struct net_conn {
 	uv_tcp_t tcp;
-	uv_idle_t idle;   /* deferred flush and deferred TLS input after resume */
+	uv_idle_t idle;	  /* deferred flush and deferred TLS input after resume */
 	uv_timer_t timer; /* user timeout; once closing, the close deadline */
 	uv_connect_t creq;
 	uv_write_t wreq;
@@ -47,7 +47,7 @@ struct net_conn {
 	void *arg;
 	uint64_t id;
 	struct tls_sess *tls;
-	struct buf out;      /* TLS: plaintext not yet encrypted */
+	struct buf out;	     /* TLS: plaintext not yet encrypted */
 	struct buf wire;     /* bytes for the socket not yet given to libuv */
 	struct buf inflight; /* bytes of the uv_write in progress */
 	size_t out_high, out_low, read_max, out_max;
@@ -57,17 +57,17 @@ struct net_conn {
 	int pending_closes;
 	bool reason_set;
 	bool connected;
-	bool reading;     /* uv_read_start is in effect */
-	bool paused;      /* the user paused input */
-	bool writing;     /* wreq is in flight */
-	bool shutting;    /* sreq is in flight */
-	bool tls_shut;    /* close_notify queued (or given up on) */
+	bool reading;	  /* uv_read_start is in effect */
+	bool paused;	  /* the user paused input */
+	bool writing;	  /* wreq is in flight */
+	bool shutting;	  /* sreq is in flight */
+	bool tls_shut;	  /* close_notify queued (or given up on) */
 	bool above_high;  /* queued output went above out_high; on_drain owed */
 	bool secure_told; /* on_secure was called */
-	bool got_eof;     /* the peer's FIN was read */
+	bool got_eof;	  /* the peer's FIN was read */
 	bool idle_on;
 	bool in_pending; /* TLS input left buffered by a pause */
-	bool rd_tls;     /* the last alloc_cb handed out TLS input space */
+	bool rd_tls;	 /* the last alloc_cb handed out TLS input space */
 	char peer[INET6_ADDRSTRLEN + 8];
 };
 
@@ -89,7 +89,10 @@ static void conn_flush(struct net_conn *c, bool may_call_out);
 static void on_timer(uv_timer_t *t);
 static void on_idle(uv_idle_t *h);
 
-const struct net_stats *net_stats_get(void) { return &net_stats; }
+const struct net_stats *net_stats_get(void)
+{
+	return &net_stats;
+}
 
 void net_stats_reset(void)
 {
@@ -241,8 +244,7 @@ static void conn_begin_close(struct net_conn *c, int reason)
 
 static void conn_tls_failed(struct net_conn *c)
 {
-	log_debug(c->id, "net.tls_error", "peer=%s reason=\"%s\"", c->peer,
-		  tls_sess_error(c->tls));
+	log_debug(c->id, "net.tls_error", "peer=%s reason=\"%s\"", c->peer, tls_sess_error(c->tls));
 	conn_begin_close(c, PE_TLS);
 }
 
@@ -403,7 +405,8 @@ static void conn_flush(struct net_conn *c, bool may_call_out)
 		c->tls_shut = true;
 		if (c->tls && tls_sess_handshake_done(c->tls))
 			(void)tls_sess_shutdown(c->tls); /* queues close_notify into wire */
-		buf_deinit(&c->out); /* nothing more can be encrypted */
+		/* Nothing more can be encrypted. */
+		buf_deinit(&c->out);
 	}
 	if (!c->writing && c->wire.len) {
 		uv_buf_t ub = uv_buf_init((char *)buf_head(&c->wire), (unsigned)c->wire.len);
@@ -549,13 +552,25 @@ void net_conn_set_opts(struct net_conn *c, const struct net_conn_opts *o)
 	c->close_timeout_ms = o->close_timeout_ms ? o->close_timeout_ms : NET__DEF_CLOSE_MS;
 }
 
-void *net_conn_arg(const struct net_conn *c) { return c->arg; }
+void *net_conn_arg(const struct net_conn *c)
+{
+	return c->arg;
+}
 
-uint64_t net_conn_id(const struct net_conn *c) { return c->id; }
+uint64_t net_conn_id(const struct net_conn *c)
+{
+	return c->id;
+}
 
-const char *net_conn_peer(const struct net_conn *c) { return c->peer; }
+const char *net_conn_peer(const struct net_conn *c)
+{
+	return c->peer;
+}
 
-struct tls_sess *net_conn_tls(const struct net_conn *c) { return c->tls; }
+struct tls_sess *net_conn_tls(const struct net_conn *c)
+{
+	return c->tls;
+}
 
 int net_conn_start_tls(struct net_conn *c, struct tls_ctx *ctx, bool server, const char *sni)
 {
@@ -600,9 +615,15 @@ void net_conn_resume_read(struct net_conn *c)
 	}
 }
 
-void net_conn_close(struct net_conn *c, int reason) { conn_begin_close(c, reason); }
+void net_conn_close(struct net_conn *c, int reason)
+{
+	conn_begin_close(c, reason);
+}
 
-void net_conn_abort(struct net_conn *c, int reason) { conn_fail(c, reason); }
+void net_conn_abort(struct net_conn *c, int reason)
+{
+	conn_fail(c, reason);
+}
 
 void net_conn_set_nodelay(struct net_conn *c, bool on)
 {
@@ -723,7 +744,10 @@ static void on_connection(uv_stream_t *srv, int status)
 		conn_read_start(c);
 }
 
-static void on_listener_closed(uv_handle_t *h) { free(h->data); }
+static void on_listener_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
 
 int net_listen(uv_loop_t *loop, const char *ip, uint16_t port, int backlog, net_accept_cb cb,
 	       void *arg, struct net_listener **out)
@@ -769,4 +793,7 @@ void net_listener_close(struct net_listener *l)
 		uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }
 
-uint16_t net_listener_port(const struct net_listener *l) { return l->port; }
+uint16_t net_listener_port(const struct net_listener *l)
+{
+	return l->port;
+}

@@ -38,9 +38,9 @@ struct net_conn_cbs {
 /* Zero fields take the defaults. */
 struct net_conn_opts {
 	size_t out_high; /* default 4 MiB: above it, the producer should wait for on_drain */
-	size_t out_low;  /* default 1 MiB */
+	size_t out_low;	 /* default 1 MiB */
 	size_t read_max; /* bytes per read and per on_data chunk; default and maximum 64 KiB */
-	size_t out_max;  /* hard bound on queued output; net_conn_write returns PE_TOOBIG
+	size_t out_max;	 /* hard bound on queued output; net_conn_write returns PE_TOOBIG
 			    above it; 0 = none (default) */
 	unsigned close_timeout_ms; /* a graceful close (flush, FIN, wait for the peer's FIN)
 				      is cut short after this long; default 5000 */
@@ -81,8 +81,10 @@ const char *net_conn_peer(const struct net_conn *c);
 /* Starts TLS now: direct TLS right after accept/connect, or STARTTLS mid-stream. Plaintext
  * written before this call goes out in the clear first; plaintext written after it is
  * encrypted; input read after this point is decrypted. ctx is not retained (the session keeps
- * the SSL_CTX alive). sni: client only, may be NULL. Returns 0, PE_STATE if TLS is already
- * on, PE_CLOSED if closing, PE_NOMEM. */
+ * the SSL_CTX alive). sni: client only, may be NULL. Called from on_data, the rest of that
+ * chunk was already delivered as plaintext, so a peer that pipelines TLS bytes behind its
+ * STARTTLS command fails the handshake (XMPP forbids that anyway). Returns 0, PE_STATE if
+ * TLS is already on, PE_CLOSED if closing, PE_NOMEM, PE_TLS (then the connection closes). */
 int net_conn_start_tls(struct net_conn *c, struct tls_ctx *ctx, bool server, const char *sni);
 /* The TLS session or NULL if plaintext. Owned by c. */
 struct tls_sess *net_conn_tls(const struct net_conn *c);
@@ -115,14 +117,14 @@ void net_conn_set_nodelay(struct net_conn *c, bool on);
 
 /* Process-wide counters, for tests and benchmarks. */
 struct net_stats {
-	uint64_t conn_writes;  /* net_conn_write calls */
-	uint64_t flushes;      /* batches handed to the socket layer */
-	uint64_t write_calls;  /* uv_try_write + uv_write calls */
-	uint64_t uv_writes;    /* uv_write calls (socket was full) */
-	uint64_t reads;        /* read callbacks with data */
-	uint64_t bytes_out;    /* bytes handed to the kernel */
-	uint64_t bytes_in;     /* bytes read from the kernel */
-	uint64_t conns_open;   /* connections currently allocated */
+	uint64_t conn_writes; /* net_conn_write calls */
+	uint64_t flushes;     /* batches handed to the socket layer */
+	uint64_t write_calls; /* uv_try_write + uv_write calls */
+	uint64_t uv_writes;   /* uv_write calls (socket was full) */
+	uint64_t reads;	      /* read callbacks with data */
+	uint64_t bytes_out;   /* bytes handed to the kernel */
+	uint64_t bytes_in;    /* bytes read from the kernel */
+	uint64_t conns_open;  /* connections currently allocated */
 };
 const struct net_stats *net_stats_get(void);
 /* Zeroes all counters except conns_open. */

@@ -8,6 +8,7 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ enum tls_state {
 
 struct tls_sess {
 	SSL *ssl;
-	struct buf in;      /* ciphertext fed and not yet consumed by OpenSSL */
+	struct buf in;	    /* ciphertext fed and not yet consumed by OpenSSL */
 	struct buf own_out; /* ciphertext output unless the caller attached its own buffer */
 	struct buf *out;    /* where the BIO appends */
 	struct buf pend;    /* plaintext written before the handshake finished */
@@ -124,9 +125,9 @@ static void ctx_extra_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 static void tls_init_once(void)
 {
 	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "parley-tls");
-	if (!m || !BIO_meth_set_write_ex(m, bio_write_ex) || !BIO_meth_set_read_ex(m, bio_read_ex) ||
-	    !BIO_meth_set_ctrl(m, bio_ctrl) || !BIO_meth_set_create(m, bio_create) ||
-	    !BIO_meth_set_destroy(m, bio_destroy))
+	if (!m || !BIO_meth_set_write_ex(m, bio_write_ex) ||
+	    !BIO_meth_set_read_ex(m, bio_read_ex) || !BIO_meth_set_ctrl(m, bio_ctrl) ||
+	    !BIO_meth_set_create(m, bio_create) || !BIO_meth_set_destroy(m, bio_destroy))
 		abort(); /* small control allocation at start-up */
 	tls_bio_method = m;
 	tls_ctx_exidx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_extra_free);
@@ -219,7 +220,7 @@ static SSL_CTX *ctx_build(bool server, const struct tls_ctx_cfg *cfg, char *err,
 	}
 	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET |
-				       (server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
+				   (server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
 	/* Every handshake full: no tickets (also saves their bytes and memory), no caches. */
 	SSL_CTX_set_num_tickets(c, 0);
 	SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
@@ -428,7 +429,8 @@ static int sess_fail(struct tls_sess *s, int sslerr)
 		const char *r = ERR_reason_error_string(e);
 		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
 		    ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED)
-			snprintf(s->err, sizeof s->err, "%s: %s", r ? r : "certificate verify failed",
+			snprintf(s->err, sizeof s->err, "%s: %s",
+				 r ? r : "certificate verify failed",
 				 X509_verify_cert_error_string(SSL_get_verify_result(s->ssl)));
 		else if (r)
 			snprintf(s->err, sizeof s->err, "%s", r);
@@ -511,6 +513,8 @@ int tls_sess_read(struct tls_sess *s, uint8_t *out, size_t cap)
 	size_t got = 0;
 	int r;
 
+	if (cap > INT_MAX)
+		cap = INT_MAX;
 	if (s->state == TS_FAILED)
 		return PE_TLS;
 	if (s->state == TS_CLOSED)
@@ -559,7 +563,9 @@ int tls_sess_write(struct tls_sess *s, const uint8_t *p, size_t n)
 {
 	if (s->state == TS_FAILED)
 		return PE_TLS;
-	if (s->state == TS_CLOSED || s->shut_sent)
+	/* After the peer's close_notify we may still answer (TLS 1.3 half-close): a reply
+	 * queued in the same loop pass as that close_notify must not be lost. */
+	if (s->shut_sent)
 		return PE_CLOSED;
 	if (n == 0)
 		return 0;
@@ -568,7 +574,10 @@ int tls_sess_write(struct tls_sess *s, const uint8_t *p, size_t n)
 	return sess_write_now(s, p, n);
 }
 
-size_t tls_sess_write_pending(const struct tls_sess *s) { return s->pend.len; }
+size_t tls_sess_write_pending(const struct tls_sess *s)
+{
+	return s->pend.len;
+}
 
 size_t tls_sess_out_pending(struct tls_sess *s, const uint8_t **p)
 {
@@ -583,7 +592,10 @@ void tls_sess_out_consume(struct tls_sess *s, size_t n)
 		buf_release_if_empty(&s->own_out);
 }
 
-bool tls_sess_want_write(const struct tls_sess *s) { return s->out->len > 0; }
+bool tls_sess_want_write(const struct tls_sess *s)
+{
+	return s->out->len > 0;
+}
 
 void tls_sess_attach_out(struct tls_sess *s, struct buf *out)
 {
@@ -623,20 +635,35 @@ int tls_sess_shutdown(struct tls_sess *s)
 	return 0;
 }
 
-const char *tls_sess_error(const struct tls_sess *s) { return s->err; }
+const char *tls_sess_error(const struct tls_sess *s)
+{
+	return s->err;
+}
 
-const char *tls_sess_version(const struct tls_sess *s) { return SSL_get_version(s->ssl); }
+const char *tls_sess_version(const struct tls_sess *s)
+{
+	return SSL_get_version(s->ssl);
+}
 
-const char *tls_sess_alpn(const struct tls_sess *s) { return s->alpn; }
+const char *tls_sess_alpn(const struct tls_sess *s)
+{
+	return s->alpn;
+}
 
 const char *tls_sess_sni(const struct tls_sess *s)
 {
 	return SSL_get_servername(s->ssl, TLSEXT_NAMETYPE_host_name);
 }
 
-X509 *tls_sess_peer_cert(const struct tls_sess *s) { return SSL_get0_peer_certificate(s->ssl); }
+X509 *tls_sess_peer_cert(const struct tls_sess *s)
+{
+	return SSL_get0_peer_certificate(s->ssl);
+}
 
-bool tls_sess_peer_has_cert(const struct tls_sess *s) { return tls_sess_peer_cert(s) != NULL; }
+bool tls_sess_peer_has_cert(const struct tls_sess *s)
+{
+	return tls_sess_peer_cert(s) != NULL;
+}
 
 long tls_sess_verify_result(const struct tls_sess *s)
 {
@@ -662,7 +689,7 @@ bool tls_sess_peer_matches_dns(const struct tls_sess *s, const char *name)
 		return false;
 	return X509_check_host(x, name, strlen(name),
 			       X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
-				       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+				   X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
 			       NULL) == 1;
 }
 
@@ -734,4 +761,7 @@ bool tls_sess_peer_pinned(const struct tls_sess *s, const char *const *names, si
 	return false;
 }
 
-SSL *tls_sess_ssl(struct tls_sess *s) { return s->ssl; }
+SSL *tls_sess_ssl(struct tls_sess *s)
+{
+	return s->ssl;
+}

@@ -18,8 +18,8 @@ struct tls_ctx_cfg {
 	const char *cert_file; /* our chain (PEM, leaf first); may be NULL for a client */
 	const char *key_file;  /* PEM private key for cert_file */
 	int min_version, max_version; /* TLS1_2_VERSION / TLS1_3_VERSION; 0 = library default */
-	bool require_peer_cert;  /* server: request and require a client certificate */
-	bool request_peer_cert;  /* server: request one but go on without (S2S, SASL EXTERNAL) */
+	bool require_peer_cert;	      /* server: request and require a client certificate */
+	bool request_peer_cert;	 /* server: request one but go on without (S2S, SASL EXTERNAL) */
 	const char *const *alpn; /* NULL-terminated ALPN protocol list (preference order) or NULL */
 };
 
@@ -60,10 +60,10 @@ void tls_sess_feed_commit(struct tls_sess *s, size_t n);
  * tls_sess_want_write), or PE_TLS (reason in tls_sess_error). */
 int tls_sess_handshake(struct tls_sess *s);
 /* Drives the handshake, then decrypts as much buffered input as fits in out (cap bytes,
- * several records). Returns bytes (> 0); 0 if it needs more input (check tls_sess_want_write
- * for output to flush, e.g. handshake messages); PE_CLOSED once the peer's close_notify is
- * read; PE_TLS on a fatal error, with the reason in tls_sess_error (any alert for the peer is
- * left in the output). Errors are sticky: later calls return the same code. */
+ * several records; cap is clamped to INT_MAX). Returns bytes (> 0); 0 if it needs more input (check
+ * tls_sess_want_write for output to flush, e.g. handshake messages); PE_CLOSED once the peer's
+ * close_notify is read; PE_TLS on a fatal error, with the reason in tls_sess_error (any alert for
+ * the peer is left in the output). Errors are sticky: later calls return the same code. */
 int tls_sess_read(struct tls_sess *s, uint8_t *out, size_t cap);
 /* true if decrypted or undecrypted input is buffered (tls_sess_read would make progress
  * without new input, unless only a partial record is left). */
@@ -71,8 +71,8 @@ bool tls_sess_read_pending(const struct tls_sess *s);
 
 /* Encrypts plaintext of any length into the output: full 16 KiB records for big writes.
  * Before the handshake is done the plaintext is kept and encrypted when it completes.
- * Returns 0, PE_CLOSED after tls_sess_shutdown or the peer's close_notify, PE_TLS after a
- * fatal error, or PE_NOMEM. */
+ * Writing after the peer's close_notify is allowed (half-close). Returns 0, PE_CLOSED after
+ * tls_sess_shutdown, PE_TLS after a fatal error, or PE_NOMEM. */
 int tls_sess_write(struct tls_sess *s, const uint8_t *p, size_t n);
 /* Bytes of plaintext accepted by tls_sess_write and not yet encrypted (before handshake). */
 size_t tls_sess_write_pending(const struct tls_sess *s);

@@ -17,8 +17,9 @@
 #
 # Idempotent: existing files are kept, never overwritten, so a second run with other options
 # does not change a certificate that already exists (use another DIR or NAME for another
-# profile). Files appear atomically (written to a temporary name, then renamed); keys are 0600.
-# Needs only the openssl command-line tool.
+# profile). Files appear atomically (written to a temporary name, then renamed); keys are 0600;
+# concurrent runs on one DIR are serialised with flock(1) when it is available.
+# Needs the openssl command-line tool.
 set -eu
 
 usage() {
@@ -61,6 +62,12 @@ else
 	ca_base="$dir/ca"
 	leaf_prefix=""
 	ca_cn="Parley lab CA"
+fi
+
+# Concurrent runs on one DIR (parallel tests) must not mint two CAs: serialise them.
+if command -v flock >/dev/null 2>&1; then
+	exec 9>"$dir/.mkcerts.lock"
+	flock 9
 fi
 
 work=$(mktemp -d "$dir/.mkcerts.XXXXXX")

@@ -74,10 +74,12 @@ static void source_pump(struct gwlink *g)
 	st.type = "chat";
 	st.body = g->src_body;
 	while (g->src_next <= g->opts.source_frames) {
+		if (link_out_full(&g->out)) {
+			g->out.was_full = true;
+			return;
+		}
 		st.ref = g->src_next;
 		int r = link_out_send(&g->out, &f);
-		if (r == PE_FULL)
-			return;
 		if (r) {
 			log_error(0, "source_error", "err=\"%s\"", pe_strerror(r));
 			return;
