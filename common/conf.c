@@ -6,7 +6,10 @@
  * reads one physical line (up to CONF_MAX_LINE), keeps it, records its number, stashes the
  * trimmed value in the context and hands inih a short normalised line ("[section]" or
  * "key="). The handler then takes the value from the context, where it is never truncated.
- * inih also truncates section names to 50 bytes, so the section is tracked here as well. */
+ * inih also truncates section names to 50 bytes, so the section is tracked here as well.
+ *
+ * A named section ([partner "a.example"]) reaches inih as its bare word; which item the
+ * following keys fill is tracked here, like the section itself. */
 #include "conf.h"
 
 #include "err.h"
@@ -22,21 +25,33 @@
 #include <string.h>
 #include <strings.h>
 
+/* Where the items of one named section were defined, parallel to its struct conf_array. */
+struct conf__items {
+	size_t cap;	/* items allocated in the conf_array and here */
+	int *header;	/* per item: line of its [section "NAME"] */
+	int **set_line; /* per item: per row of the multi's table, the line that set it */
+};
+
 struct conf__ctx {
 	const struct conf_option *table;
 	size_t n;
+	const struct conf_multi *multi;
+	size_t nmulti;
+	struct conf__items *items; /* per multi */
 	void *out;
 	const char *path;
 	char *dir; /* absolute directory of the file, for CONF_PATH */
 	FILE *f;
-	int lineno;    /* number of the line last handed to inih */
-	int *set_line; /* per option: line that set it, 0 = not set by the file */
-	const char *section;
-	char *value; /* the current key's value, inside line[] */
+	int lineno;		      /* number of the line last handed to inih */
+	int *set_line;		      /* per option: line that set it, 0 = not set by the file */
+	const char *section;	      /* the current section's word */
+	const struct conf_multi *cur; /* the named section being read, or NULL */
+	char *value;		      /* the current key's value, inside line[] */
 	char *err;
 	size_t errlen;
 	bool failed;
 	char section_buf[CONF_MAX_LINE + 1];
+	char secdisp[CONF_MAX_LINE + 4 * CONF_MAX_SECTION_NAME + 8]; /* cur's `word "NAME"` */
 	char line[CONF_MAX_LINE + 2];
 };
 
@@ -73,13 +88,37 @@ static void *conf__field(const struct conf_option *o, const void *cfg)
 	return (char *)cfg + o->offset;
 }
 
-/* Writes "[section] key" or "key" for messages. */
-static const char *conf__optname(const struct conf_option *o, char *dst, size_t cap)
+static struct conf_array *conf__array(const struct conf_multi *m, const void *cfg)
 {
-	if (o->section[0])
-		snprintf(dst, cap, "[%s] %s", o->section, o->name);
+	return (struct conf_array *)((char *)cfg + m->offset);
+}
+
+static void *conf__item(const struct conf_multi *m, const struct conf_array *a, size_t i)
+{
+	return (char *)a->items + i * m->item_size;
+}
+
+/* Writes "[section] key" or "key" for messages; section is a plain section's word or a
+ * named section's display form. */
+static const char *conf__optname(const char *section, const char *key, char *dst, size_t cap)
+{
+	if (section[0])
+		snprintf(dst, cap, "[%s] %s", section, key);
 	else
-		snprintf(dst, cap, "%s", o->name);
+		snprintf(dst, cap, "%s", key);
+	return dst;
+}
+
+/* Writes a named section as messages show it: word "NAME", the name escaped and bounded
+ * to about cap bytes in all. */
+static const char *conf__secname(const char *word, const char *name, size_t len, char *dst,
+				 size_t cap)
+{
+	char esc[4 * CONF_MAX_SECTION_NAME + 8];
+	size_t wl = strlen(word) + 3;
+	size_t ecap = cap > wl + 8 ? cap - wl : 8;
+	snprintf(dst, cap, "%s \"%s\"", word,
+		 log_escape(esc, ecap < sizeof esc ? ecap : sizeof esc, name, len));
 	return dst;
 }
 
@@ -137,6 +176,14 @@ static bool conf__known_section(const struct conf__ctx *c, const char *name)
 	return false;
 }
 
+static const struct conf_multi *conf__find_multi(const struct conf__ctx *c, const char *name)
+{
+	for (size_t i = 0; i < c->nmulti; i++)
+		if (strcmp(c->multi[i].section, name) == 0)
+			return &c->multi[i];
+	return NULL;
+}
+
 /* Reads one physical line into c->line without its "\n" or "\r\n".
  * Returns 1 for a line, 0 at end of file, -1 after recording an error. */
 static int conf__read_line(struct conf__ctx *c)
@@ -178,6 +225,108 @@ static int conf__read_line(struct conf__ctx *c)
 	return 1;
 }
 
+static void conf__item_new(struct conf__ctx *c, const struct conf_multi *m, const char *name,
+			   int line);
+static int conf__unquote(char *v, char *why, size_t whylen);
+
+/* Checks a named section's name (already unquoted, len bytes). Returns 0 or -1 (recorded). */
+static int conf__check_section_name(struct conf__ctx *c, const char *word, const char *name,
+				    size_t len)
+{
+	char disp[160];
+	const struct conf_array *a = conf__array(c->cur, c->out);
+	const struct conf__items *it = &c->items[c->cur - c->multi];
+
+	conf__secname(word, name, len, disp, sizeof disp);
+	if (len == 0) {
+		conf__fail(c, c->lineno, "[%s]: empty name", disp);
+		return -1;
+	}
+	if (len > CONF_MAX_SECTION_NAME) {
+		conf__fail(c, c->lineno, "[%s]: the name is %zu bytes, above the maximum %d", disp,
+			   len, CONF_MAX_SECTION_NAME);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (ch < 0x20 || ch == 0x7f) {
+			conf__fail(c, c->lineno, "[%s]: control character in the name", disp);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < a->n; i++) {
+		if (strcmp(a->names[i], name) == 0) {
+			conf__fail(c, c->lineno, "[%s]: repeated section, first on line %d", disp,
+				   it->header[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Handles the text between '[' and ']' of a header line: "word" for a plain section or
+ * word "NAME" for a named one. Writes inih's normalised line to str and returns it, or
+ * returns NULL after recording an error. */
+static char *conf__header(struct conf__ctx *c, char *inner, char *str, int num)
+{
+	char esc[80];
+	char *q = strchr(inner, '"');
+	size_t wl = q ? (size_t)(q - inner) : strlen(inner);
+
+	while (wl && (inner[wl - 1] == ' ' || inner[wl - 1] == '\t'))
+		wl--;
+	if (q && wl == 0) {
+		conf__fail(c, c->lineno, "missing section before the quoted name");
+		return NULL;
+	}
+	if (!conf__valid_name(inner, wl)) {
+		conf__fail(c, c->lineno, "invalid section name [%s]",
+			   log_escape(esc, sizeof esc, inner, q ? wl : strlen(inner)));
+		return NULL;
+	}
+	memcpy(c->section_buf, inner, wl);
+	c->section_buf[wl] = '\0';
+	const char *word = c->section_buf;
+	const struct conf_multi *m = conf__find_multi(c, word);
+	bool plain = conf__known_section(c, word);
+
+	if (!q && !plain && m) {
+		conf__fail(c, c->lineno, "section [%s] needs a name, as in [%s \"NAME\"]", word,
+			   word);
+		return NULL;
+	}
+	if (q && !m && plain) {
+		conf__fail(c, c->lineno, "section [%s] takes no name", word);
+		return NULL;
+	}
+	if (q ? !m : !plain) {
+		conf__fail(c, c->lineno, "unknown section [%s]", word);
+		return NULL;
+	}
+	if (wl + 4 > (size_t)num) {
+		conf__fail(c, c->lineno, "section name longer than %d bytes", num - 4);
+		return NULL;
+	}
+	c->cur = NULL;
+	if (q) {
+		char why[128];
+		if (conf__unquote(q, why, sizeof why) < 0) {
+			conf__fail(c, c->lineno, "section [%s]: name: %s", word, why);
+			return NULL;
+		}
+		c->cur = m;
+		if (conf__check_section_name(c, word, q, strlen(q)) < 0)
+			return NULL;
+		conf__secname(word, q, strlen(q), c->secdisp, sizeof c->secdisp);
+		conf__item_new(c, m, q, c->lineno);
+		if (c->failed)
+			return NULL;
+	}
+	c->section = word;
+	snprintf(str, (size_t)num, "[%s]\n", word);
+	return str;
+}
+
 /* inih's fgets-style reader. Returns NULL at end of file and after an error, which ends
  * the parse; comments and blank lines come back as "\n" so inih's count stays ours. */
 static char *conf__reader(char *str, int num, void *stream)
@@ -210,25 +359,7 @@ static char *conf__reader(char *str, int num, void *stream)
 			return NULL;
 		}
 		s[len - 1] = '\0';
-		char *name = conf__trim(s + 1);
-		if (!conf__valid_name(name, strlen(name))) {
-			char esc[80];
-			conf__fail(c, c->lineno, "invalid section name [%s]",
-				   log_escape(esc, sizeof esc, name, strlen(name)));
-			return NULL;
-		}
-		if (!conf__known_section(c, name)) {
-			conf__fail(c, c->lineno, "unknown section [%s]", name);
-			return NULL;
-		}
-		if (strlen(name) + 4 > (size_t)num) {
-			conf__fail(c, c->lineno, "section name longer than %d bytes", num - 4);
-			return NULL;
-		}
-		strcpy(c->section_buf, name);
-		c->section = c->section_buf;
-		snprintf(str, (size_t)num, "[%s]\n", name);
-		return str;
+		return conf__header(c, conf__trim(s + 1), str, num);
 	}
 	char *eq = strchr(s, '=');
 	if (!eq) {
@@ -527,11 +658,12 @@ static int conf__parse_hostport(const struct conf_option *o, const char *s,
 	return 0;
 }
 
-/* Parses v (already unquoted) into the option's field. Returns 0, or -1 with why set. */
-static int conf__parse_value(struct conf__ctx *c, const struct conf_option *o, const char *v,
-			     char *why, size_t whylen)
+/* Parses v (already unquoted) into the option's field of the struct at base. Returns 0, or
+ * -1 with why set. */
+static int conf__parse_value(struct conf__ctx *c, const struct conf_option *o, void *base,
+			     const char *v, char *why, size_t whylen)
 {
-	void *field = conf__field(o, c->out);
+	void *field = conf__field(o, base);
 	char esc[72];
 #define ESC(s) log_escape(esc, sizeof esc, (s), strlen(s))
 
@@ -716,25 +848,27 @@ static void conf__zero_field(const struct conf_option *o, void *cfg)
 	}
 }
 
-/* Sets option i from text v found on line (0 for its default). Returns 0 or -1 (recorded). */
-static int conf__set(struct conf__ctx *c, size_t i, char *v, int line)
+/* Sets option o of the struct at base from text v found on line (0 for its default);
+ * *set_line is the line that last set it. section names it in messages.
+ * Returns 0 or -1 (recorded). */
+static int conf__set(struct conf__ctx *c, const struct conf_option *o, void *base, int *set_line,
+		     const char *section, char *v, int line)
 {
-	const struct conf_option *o = &c->table[i];
-	char name[160], why[512];
+	char name[sizeof c->secdisp + 64], why[512];
 
-	conf__optname(o, name, sizeof name);
+	conf__optname(section, o->name, name, sizeof name);
 	if (line > 0) {
-		if (o->type != CONF_STRLIST && c->set_line[i]) {
+		if (o->type != CONF_STRLIST && *set_line) {
 			conf__fail(c, line, "%s: repeated key, first set on line %d", name,
-				   c->set_line[i]);
+				   *set_line);
 			return -1;
 		}
-		if (o->type == CONF_STRLIST && !c->set_line[i])
-			conf__free_field(o, c->out); /* the file replaces the default list */
-		c->set_line[i] = line;
+		if (o->type == CONF_STRLIST && !*set_line)
+			conf__free_field(o, base); /* the file replaces the default list */
+		*set_line = line;
 	}
 	if (conf__unquote(v, why, sizeof why) < 0 ||
-	    conf__parse_value(c, o, v, why, sizeof why) < 0) {
+	    conf__parse_value(c, o, base, v, why, sizeof why) < 0) {
 		if (line > 0)
 			conf__fail(c, line, "%s: %s", name, why);
 		else
@@ -752,10 +886,24 @@ static int conf__handler(void *user, const char *section, const char *name, cons
 
 	if (c->failed || !c->value)
 		return 0;
+	if (c->cur) {
+		const struct conf_multi *m = c->cur;
+		struct conf_array *a = conf__array(m, c->out);
+		int *set_line = c->items[m - c->multi].set_line[a->n - 1];
+		for (size_t i = 0; i < m->n; i++) {
+			if (strcmp(m->table[i].name, name) == 0)
+				return conf__set(c, &m->table[i], conf__item(m, a, a->n - 1),
+						 &set_line[i], c->secdisp, c->value,
+						 c->lineno) == 0;
+		}
+		conf__fail(c, c->lineno, "unknown key '%s' in section [%s]", name, c->secdisp);
+		return 0;
+	}
 	for (size_t i = 0; i < c->n; i++) {
 		const struct conf_option *o = &c->table[i];
 		if (strcmp(o->section, c->section) == 0 && strcmp(o->name, name) == 0)
-			return conf__set(c, i, c->value, c->lineno) == 0;
+			return conf__set(c, o, c->out, &c->set_line[i], o->section, c->value,
+					 c->lineno) == 0;
 	}
 	if (c->section[0])
 		conf__fail(c, c->lineno, "unknown key '%s' in section [%s]", name, c->section);
@@ -776,35 +924,134 @@ static char *conf__dir_of(const char *path)
 	return abs;
 }
 
+/* Sets the defaults of table[0..n) in the struct at base. Returns 0 or -1 (recorded). */
+static int conf__defaults(struct conf__ctx *c, const struct conf_option *table, size_t n,
+			  void *base, int *set_line, const char *section)
+{
+	for (size_t i = 0; i < n && !c->failed; i++) {
+		if (table[i].def) {
+			/* A default may be quoted, so give conf__unquote a writable copy. */
+			char *def = conf__xstrdup(table[i].def);
+			conf__set(c, &table[i], base, &set_line[i],
+				  section ? section : table[i].section, def, 0);
+			free(def);
+		}
+	}
+	return c->failed ? -1 : 0;
+}
+
+/* Appends an item named name to m's array, zeroed and then given its defaults (checked
+ * before the file was opened, so they cannot fail here). Items grow by doubling, so a
+ * file with thousands of partners does not copy them thousands of times. */
+static void conf__item_new(struct conf__ctx *c, const struct conf_multi *m, const char *name,
+			   int line)
+{
+	struct conf_array *a = conf__array(m, c->out);
+	struct conf__items *it = &c->items[m - c->multi];
+	size_t i = a->n;
+
+	if (i == it->cap) {
+		size_t cap = it->cap ? 2 * it->cap : 4;
+		a->items =
+		    conf__xalloc(reallocarray(a->items, cap, m->item_size ? m->item_size : 1));
+		a->names = conf__xalloc(reallocarray(a->names, cap, sizeof *a->names));
+		it->header = conf__xalloc(reallocarray(it->header, cap, sizeof *it->header));
+		it->set_line = conf__xalloc(reallocarray(it->set_line, cap, sizeof *it->set_line));
+		it->cap = cap;
+	}
+	void *base = conf__item(m, a, i);
+	memset(base, 0, m->item_size);
+	for (size_t r = 0; r < m->n; r++)
+		conf__zero_field(&m->table[r], base);
+	a->names[i] = conf__xstrdup(name);
+	it->header[i] = line;
+	it->set_line[i] = conf__xalloc(calloc(m->n ? m->n : 1, sizeof(int)));
+	a->n = i + 1;
+	conf__defaults(c, m->table, m->n, base, it->set_line[i], c->secdisp);
+}
+
+/* Applies each named section's defaults to a scratch item, so that a bad built-in default
+ * is reported even by a file that has no such section. */
+static int conf__check_multi_defaults(struct conf__ctx *c)
+{
+	for (size_t k = 0; k < c->nmulti && !c->failed; k++) {
+		const struct conf_multi *m = &c->multi[k];
+		void *scratch = conf__xalloc(calloc(1, m->item_size ? m->item_size : 1));
+		int *set_line = conf__xalloc(calloc(m->n ? m->n : 1, sizeof *set_line));
+		conf__defaults(c, m->table, m->n, scratch, set_line, m->section);
+		for (size_t r = 0; r < m->n; r++)
+			conf__free_field(&m->table[r], scratch);
+		free(set_line);
+		free(scratch);
+	}
+	return c->failed ? -1 : 0;
+}
+
+static int conf__check_required(struct conf__ctx *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		const struct conf_option *o = &c->table[i];
+		if (o->required && !c->set_line[i]) {
+			if (o->section[0])
+				conf__fail(c, 0, "missing required key '%s' in section [%s]",
+					   o->name, o->section);
+			else
+				conf__fail(c, 0, "missing required key '%s'", o->name);
+			return -1;
+		}
+	}
+	for (size_t k = 0; k < c->nmulti; k++) {
+		const struct conf_multi *m = &c->multi[k];
+		const struct conf_array *a = conf__array(m, c->out);
+		for (size_t i = 0; i < a->n; i++) {
+			for (size_t r = 0; r < m->n; r++) {
+				if (!m->table[r].required || c->items[k].set_line[i][r])
+					continue;
+				conf__secname(m->section, a->names[i], strlen(a->names[i]),
+					      c->secdisp, sizeof c->secdisp);
+				conf__fail(c, c->items[k].header[i],
+					   "[%s] %s: missing required key", c->secdisp,
+					   m->table[r].name);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 int conf_load(const struct conf_option *table, size_t n, void *out, const char *path, char *err,
 	      size_t errlen)
+{
+	return conf_load_ex(table, n, NULL, 0, out, path, err, errlen);
+}
+
+int conf_load_ex(const struct conf_option *table, size_t n, const struct conf_multi *multi,
+		 size_t nmulti, void *out, const char *path, char *err, size_t errlen)
 {
 	struct conf__ctx *c = conf__xalloc(calloc(1, sizeof *c));
 	int ret = PE_CONFIG;
 
 	c->table = table;
 	c->n = n;
+	c->multi = multi;
+	c->nmulti = nmulti;
 	c->out = out;
 	c->path = path;
 	c->err = err;
 	c->errlen = errlen;
 	c->section = "";
 	c->set_line = conf__xalloc(calloc(n ? n : 1, sizeof *c->set_line));
+	c->items = conf__xalloc(calloc(nmulti ? nmulti : 1, sizeof *c->items));
 	if (err && errlen)
 		err[0] = '\0';
 
 	for (size_t i = 0; i < n; i++)
 		conf__zero_field(&table[i], out);
+	for (size_t k = 0; k < nmulti; k++)
+		memset(conf__array(&multi[k], out), 0, sizeof(struct conf_array));
 	c->dir = conf__dir_of(path);
-	for (size_t i = 0; i < n && !c->failed; i++) {
-		if (table[i].def) {
-			/* A default may be quoted, so give conf__unquote a writable copy. */
-			char *def = conf__xstrdup(table[i].def);
-			conf__set(c, i, def, 0);
-			free(def);
-		}
-	}
-	if (c->failed)
+	if (conf__defaults(c, table, n, out, c->set_line, NULL) < 0 ||
+	    conf__check_multi_defaults(c) < 0)
 		goto out;
 
 	c->f = fopen(path, "r");
@@ -820,23 +1067,22 @@ int conf_load(const struct conf_option *table, size_t n, void *out, const char *
 		conf__fail(c, r > 0 ? r : 0, "syntax error (inih returned %d)", r);
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		const struct conf_option *o = &table[i];
-		if (o->required && !c->set_line[i]) {
-			if (o->section[0])
-				conf__fail(c, 0, "missing required key '%s' in section [%s]",
-					   o->name, o->section);
-			else
-				conf__fail(c, 0, "missing required key '%s'", o->name);
-			goto out;
-		}
-	}
+	if (conf__check_required(c) < 0)
+		goto out;
 	ret = 0;
 out:
+	for (size_t k = 0; k < nmulti; k++) {
+		const struct conf_array *a = conf__array(&multi[k], out);
+		for (size_t i = 0; i < a->n; i++)
+			free(c->items[k].set_line[i]);
+		free(c->items[k].set_line);
+		free(c->items[k].header);
+	}
 	if (ret != 0)
-		conf_free(table, n, out);
+		conf_free_ex(table, n, multi, nmulti, out);
 	if (c->f)
 		fclose(c->f);
+	free(c->items);
 	free(c->dir);
 	free(c->set_line);
 	free(c);
@@ -847,6 +1093,23 @@ void conf_free(const struct conf_option *table, size_t n, void *cfg)
 {
 	for (size_t i = 0; i < n; i++)
 		conf__free_field(&table[i], cfg);
+}
+
+void conf_free_ex(const struct conf_option *table, size_t n, const struct conf_multi *multi,
+		  size_t nmulti, void *cfg)
+{
+	conf_free(table, n, cfg);
+	for (size_t k = 0; k < nmulti; k++) {
+		const struct conf_multi *m = &multi[k];
+		struct conf_array *a = conf__array(m, cfg);
+		for (size_t i = 0; i < a->n; i++) {
+			conf_free(m->table, m->n, conf__item(m, a, i));
+			free(a->names[i]);
+		}
+		free(a->items);
+		free(a->names);
+		memset(a, 0, sizeof *a);
+	}
 }
 
 static bool conf__str_eq(const char *a, const char *b)
@@ -890,58 +1153,136 @@ static bool conf__equal(const struct conf_option *o, const void *a, const void *
 	return false;
 }
 
-int conf_diff_nonreloadable(const struct conf_option *table, size_t n, const void *old_cfg,
-			    const void *new_cfg, char *err, size_t errlen)
+/* Compares the non-reloadable rows of two structs; section names them in the message
+ * (NULL: each row's own section). */
+static int conf__diff_rows(const struct conf_option *table, size_t n, const char *section,
+			   const void *old_cfg, const void *new_cfg, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct conf_option *o = &table[i];
 		if (o->reloadable || conf__equal(o, old_cfg, new_cfg))
 			continue;
 		if (err && errlen) {
-			char name[160];
+			char name[4 * CONF_MAX_SECTION_NAME + 256];
 			snprintf(err, errlen, "%s cannot change on reload; restart to apply it",
-				 conf__optname(o, name, sizeof name));
+				 conf__optname(section ? section : o->section, o->name, name,
+					       sizeof name));
 		}
 		return PE_CONFIG;
 	}
 	return 0;
 }
 
+int conf_diff_nonreloadable(const struct conf_option *table, size_t n, const void *old_cfg,
+			    const void *new_cfg, char *err, size_t errlen)
+{
+	return conf__diff_rows(table, n, NULL, old_cfg, new_cfg, err, errlen);
+}
+
+/* Index of the item named name in a, or a->n. */
+static size_t conf__find_item(const struct conf_array *a, const char *name)
+{
+	size_t i = 0;
+	while (i < a->n && strcmp(a->names[i], name) != 0)
+		i++;
+	return i;
+}
+
+int conf_diff_nonreloadable_ex(const struct conf_option *table, size_t n,
+			       const struct conf_multi *multi, size_t nmulti, const void *old_cfg,
+			       const void *new_cfg, char *err, size_t errlen)
+{
+	char sec[4 * CONF_MAX_SECTION_NAME + 128];
+
+	if (conf__diff_rows(table, n, NULL, old_cfg, new_cfg, err, errlen) < 0)
+		return PE_CONFIG;
+	for (size_t k = 0; k < nmulti; k++) {
+		const struct conf_multi *m = &multi[k];
+		const struct conf_array *a = conf__array(m, old_cfg), *b = conf__array(m, new_cfg);
+		bool all = true;
+		for (size_t r = 0; r < m->n; r++)
+			all = all && m->table[r].reloadable;
+		if (all)
+			continue;
+		/* Removed items first, then added ones, each in file order. */
+		for (int pass = 0; pass < 2; pass++) {
+			const struct conf_array *x = pass ? b : a, *y = pass ? a : b;
+			for (size_t i = 0; i < x->n; i++) {
+				if (conf__find_item(y, x->names[i]) < y->n)
+					continue;
+				if (err && errlen)
+					snprintf(
+					    err, errlen,
+					    "[%s] cannot be added or removed on reload; restart "
+					    "to apply it",
+					    conf__secname(m->section, x->names[i],
+							  strlen(x->names[i]), sec, sizeof sec));
+				return PE_CONFIG;
+			}
+		}
+		for (size_t i = 0; i < a->n; i++) {
+			size_t j = conf__find_item(b, a->names[i]);
+			conf__secname(m->section, a->names[i], strlen(a->names[i]), sec,
+				      sizeof sec);
+			if (conf__diff_rows(m->table, m->n, sec, conf__item(m, a, i),
+					    conf__item(m, b, j), err, errlen) < 0)
+				return PE_CONFIG;
+		}
+	}
+	return 0;
+}
+
+#define CONF__HELP_FMT "%-12s %-28s %-9s %-12s %-16s %-6s %s\n"
+
+/* One line of help for o, under the section name shown as section. */
+static void conf__help_row(const struct conf_option *o, const char *section, FILE *f)
+{
+	char bounds[256] = "-", a[32], b[32];
+	const char *def = o->def ? o->def : o->required ? "(required)" : "-";
+
+	if (o->type == CONF_ENUM && o->enum_names) {
+		size_t len = 0;
+		for (int k = 0; o->enum_names[k]; k++) {
+			int r = snprintf(bounds + len, sizeof bounds - len, "%s%s", k ? "|" : "",
+					 o->enum_names[k]);
+			if (r < 0 || len + (size_t)r >= sizeof bounds)
+				break;
+			len += (size_t)r;
+		}
+	} else if (conf__bounded(o) && (o->type == CONF_STRING || o->type == CONF_STRLIST)) {
+		snprintf(bounds, sizeof bounds, "len %lld..%lld", (long long)o->min,
+			 (long long)o->max);
+	} else if (conf__bounded(o) && o->type == CONF_INT) {
+		snprintf(bounds, sizeof bounds, "%lld..%lld", (long long)o->min, (long long)o->max);
+	} else if (conf__bounded(o)) {
+		enum conf_type t =
+		    o->type == CONF_DURATION_MS || o->type == CONF_SIZE ? o->type : CONF_UINT;
+		snprintf(bounds, sizeof bounds, "%s..%s",
+			 conf__fmt_num(t, o->min > 0 ? (uint64_t)o->min : 0, a, sizeof a),
+			 conf__fmt_num(t, o->max > 0 ? (uint64_t)o->max : 0, b, sizeof b));
+	}
+	fprintf(f, CONF__HELP_FMT, section[0] ? section : "-", o->name, conf_type_name(o->type),
+		def, bounds, o->reloadable ? "yes" : "no", o->help ? o->help : "");
+}
+
 void conf_print_help(const struct conf_option *table, size_t n, FILE *f)
 {
-	fprintf(f, "%-12s %-28s %-9s %-12s %-16s %-6s %s\n", "SECTION", "KEY", "TYPE", "DEFAULT",
-		"BOUNDS", "RELOAD", "HELP");
-	for (size_t i = 0; i < n; i++) {
-		const struct conf_option *o = &table[i];
-		char bounds[256] = "-", a[32], b[32];
-		const char *def = o->def ? o->def : o->required ? "(required)" : "-";
+	conf_print_help_ex(table, n, NULL, 0, f);
+}
 
-		if (o->type == CONF_ENUM && o->enum_names) {
-			size_t len = 0;
-			for (int k = 0; o->enum_names[k]; k++) {
-				int r = snprintf(bounds + len, sizeof bounds - len, "%s%s",
-						 k ? "|" : "", o->enum_names[k]);
-				if (r < 0 || len + (size_t)r >= sizeof bounds)
-					break;
-				len += (size_t)r;
-			}
-		} else if (conf__bounded(o) &&
-			   (o->type == CONF_STRING || o->type == CONF_STRLIST)) {
-			snprintf(bounds, sizeof bounds, "len %lld..%lld", (long long)o->min,
-				 (long long)o->max);
-		} else if (conf__bounded(o) && o->type == CONF_INT) {
-			snprintf(bounds, sizeof bounds, "%lld..%lld", (long long)o->min,
-				 (long long)o->max);
-		} else if (conf__bounded(o)) {
-			enum conf_type t = o->type == CONF_DURATION_MS || o->type == CONF_SIZE
-					       ? o->type
-					       : CONF_UINT;
-			snprintf(bounds, sizeof bounds, "%s..%s",
-				 conf__fmt_num(t, o->min > 0 ? (uint64_t)o->min : 0, a, sizeof a),
-				 conf__fmt_num(t, o->max > 0 ? (uint64_t)o->max : 0, b, sizeof b));
-		}
-		fprintf(f, "%-12s %-28s %-9s %-12s %-16s %-6s %s\n",
-			o->section[0] ? o->section : "-", o->name, conf_type_name(o->type), def,
-			bounds, o->reloadable ? "yes" : "no", o->help ? o->help : "");
+void conf_print_help_ex(const struct conf_option *table, size_t n, const struct conf_multi *multi,
+			size_t nmulti, FILE *f)
+{
+	fprintf(f, CONF__HELP_FMT, "SECTION", "KEY", "TYPE", "DEFAULT", "BOUNDS", "RELOAD", "HELP");
+	for (size_t i = 0; i < n; i++)
+		conf__help_row(&table[i], table[i].section, f);
+	for (size_t k = 0; k < nmulti; k++) {
+		const struct conf_multi *m = &multi[k];
+		char sec[256];
+		snprintf(sec, sizeof sec, "%s \"*\"", m->section);
+		fprintf(f, "%-12s (repeatable section [%s \"NAME\"]) %s\n", sec, m->section,
+			m->help ? m->help : "");
+		for (size_t r = 0; r < m->n; r++)
+			conf__help_row(&m->table[r], sec, f);
 	}
 }

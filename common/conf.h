@@ -60,6 +60,30 @@ struct conf_option {
 	const char *help;	       /* one line for --help-config */
 };
 
+/* The items of a named section that may occur many times, e.g. [partner "a.example"], in
+ * file order. items holds n structs of the conf_multi's item_size bytes; names[i] is item
+ * i's quoted name, unescaped. Everything is malloc'd; see conf_free_ex. */
+struct conf_array {
+	void *items;
+	size_t n;
+	char **names;
+};
+
+/* A named section: [section "NAME"] opens a new item, filled from table like the top level
+ * (defaults, bounds, required keys and repeated-key rules apply per item; the rows' .section
+ * is ignored and their .offset is into one item). */
+struct conf_multi {
+	const char *section;		 /* "partner" matches [partner "NAME"] */
+	const struct conf_option *table; /* rows for one item */
+	size_t n;
+	size_t item_size; /* sizeof the item struct */
+	size_t offset;	  /* offsetof(struct my_config, its struct conf_array) */
+	const char *help; /* one line for --help-config */
+};
+
+/* Longest name of a named section, in bytes (a DNS name's limit). */
+#define CONF_MAX_SECTION_NAME 253
+
 /* Parses the INI file at path into out according to table[0..n).
  * Syntax: "[section]", "key = value", full-line comments starting with ';' or '#', blank
  * lines. Values are trimmed; a value in double quotes keeps its spaces and may use \" and \\.
@@ -73,19 +97,45 @@ struct conf_option {
 int conf_load(const struct conf_option *table, size_t n, void *out, const char *path, char *err,
 	      size_t errlen);
 
+/* conf_load plus the named sections multi[0..nmulti). A header is [section "NAME"]: the
+ * name is in double quotes (\" and \\ escape), 1..CONF_MAX_SECTION_NAME bytes, without
+ * control characters, and unique within its section (compared byte for byte). A named
+ * section without a name, a plain section with one, and a name repeated are errors; the
+ * last names both lines. Errors inside an item read
+ * "FILE:LINE: [partner \"NAME\"] key: message" (the name escaped like log_escape); a
+ * missing required key of an item names the line of its header. Each conf_array is zeroed
+ * first like every other field, and freed on error. */
+int conf_load_ex(const struct conf_option *table, size_t n, const struct conf_multi *multi,
+		 size_t nmulti, void *out, const char *path, char *err, size_t errlen);
+
 /* Frees the strings and lists that conf_load stored in cfg and zeroes those fields.
  * Safe on a zeroed struct and safe to call twice. */
 void conf_free(const struct conf_option *table, size_t n, void *cfg);
+/* conf_free plus every item of the named sections, their names and arrays. */
+void conf_free_ex(const struct conf_option *table, size_t n, const struct conf_multi *multi,
+		  size_t nmulti, void *cfg);
 
 /* Compares two loaded configurations. Returns 0 if every non-reloadable option is equal, or
  * PE_CONFIG with "[section] key cannot change on reload; restart to apply it" in err for the
  * first one that differs (values are not printed: they may be secrets). */
 int conf_diff_nonreloadable(const struct conf_option *table, size_t n, const void *old_cfg,
 			    const void *new_cfg, char *err, size_t errlen);
+/* conf_diff_nonreloadable plus the named sections. A named section whose rows are all
+ * reloadable may change freely, items added and removed included. Otherwise items are
+ * matched by name: one added or removed gives
+ * "[partner \"NAME\"] cannot be added or removed on reload; restart to apply it", and a
+ * non-reloadable row that differs "[partner \"NAME\"] key cannot change on reload; ...". */
+int conf_diff_nonreloadable_ex(const struct conf_option *table, size_t n,
+			       const struct conf_multi *multi, size_t nmulti, const void *old_cfg,
+			       const void *new_cfg, char *err, size_t errlen);
 
 /* Prints one line per option: section, key, type, default, bounds (or enum names),
  * reloadable, help; under a header line. */
 void conf_print_help(const struct conf_option *table, size_t n, FILE *f);
+/* conf_print_help plus, for each named section, a line "partner \"*\"  (repeatable section
+ * [partner \"NAME\"]) help" and its rows with the section shown as partner "*". */
+void conf_print_help_ex(const struct conf_option *table, size_t n, const struct conf_multi *multi,
+			size_t nmulti, FILE *f);
 
 /* Returns the keyword of a type ("duration", "host:port", ...). */
 const char *conf_type_name(enum conf_type type);

@@ -31,11 +31,11 @@ int daemon_parse_args(int argc, char **argv, const char *prog, struct daemon_arg
 	return 0;
 }
 
-int daemon_load(const char *prog, const struct conf_option *table, size_t n, void *cfg,
-		const char *path)
+int daemon_load(const char *prog, const struct conf_option *table, size_t n,
+		const struct conf_multi *multi, size_t nmulti, void *cfg, const char *path)
 {
 	char err[1024];
-	if (conf_load(table, n, cfg, path, err, sizeof err) != 0) {
+	if (conf_load_ex(table, n, multi, nmulti, cfg, path, err, sizeof err) != 0) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return PE_CONFIG;
 	}

@@ -17,10 +17,10 @@ struct daemon_args {
 /* Parses argv. Returns 0, or prints usage to stderr and returns PE_INVAL. */
 int daemon_parse_args(int argc, char **argv, const char *prog, struct daemon_args *a);
 
-/* Loads the config and reports errors on stderr as "prog: FILE:LINE: message".
- * Returns 0 or PE_CONFIG. */
-int daemon_load(const char *prog, const struct conf_option *table, size_t n, void *cfg,
-		const char *path);
+/* Loads the config (with its named sections, if any) and reports errors on stderr as
+ * "prog: FILE:LINE: message". Returns 0 or PE_CONFIG. */
+int daemon_load(const char *prog, const struct conf_option *table, size_t n,
+		const struct conf_multi *multi, size_t nmulti, void *cfg, const char *path);
 
 /* Closes every handle still open on loop and runs it until they are gone. */
 void daemon_close_all(uv_loop_t *loop);

@@ -204,7 +204,9 @@ void link_out_attach(struct link_out *o, struct link_session *s)
 	if (o->tx == s)
 		return;
 	o->tx = s;
-	if (!s)
+	/* Before the peer's Hello, handle_hello rewinds once the acks it carries are applied, so
+	 * `resent` counts only what really goes out again. */
+	if (!s || !s->hello_rx)
 		return;
 	uint64_t before = o->ob.resent_total;
 	outbox_rewind(&o->ob);
@@ -223,7 +225,9 @@ int link_peer_init(struct link_peer *p, const char *node_id, uint32_t window)
 {
 	memset(p, 0, sizeof *p);
 	snprintf(p->node_id, sizeof p->node_id, "%s", node_id);
-	return inbox_init(&p->in, window);
+	/* A sender pauses at its window but may overshoot it up to its ring, twice the window
+	 * (link_out_send): the receive window must cover that much. */
+	return inbox_init(&p->in, window > UINT32_MAX / 2 ? UINT32_MAX : window * 2);
 }
 
 void link_peer_deinit(struct link_peer *p) { inbox_deinit(&p->in); }
@@ -247,6 +251,19 @@ static void session_fail(struct link_session *s, int err, const char *why)
 		 pe_strerror(err), why);
 	s->closing = true;
 	net_conn_close(s->conn, err);
+}
+
+/* Acks arrived (in an Ack or a Hello) and moved o's head from `head`: tell the producer,
+ * and wake it if it paused at a full window. */
+static void out_acked(struct link_out *o, uint64_t head)
+{
+	if (o->ob.head != head && o->on_acked)
+		o->on_acked(o, o->arg);
+	if (o->was_full && outbox_has_room(&o->ob)) {
+		o->was_full = false;
+		if (o->on_room)
+			o->on_room(o, o->arg);
+	}
 }
 
 static void handle_hello(struct link_session *s, const Parley__Link__Hello *h)
@@ -294,14 +311,22 @@ static void handle_hello(struct link_session *s, const Parley__Link__Hello *h)
 		inbox_reset(&p->in, h->epoch);
 	if (h->has_first_unacked)
 		inbox_skip_to(&p->in, h->first_unacked);
-	if (!first)
-		return; /* a repeated Hello only moves the receive window */
-	/* What we sent: acks carried in the Hello apply only if it refers to our epoch. */
+	/* What we sent: acks carried in the Hello apply only if it refers to our epoch. A
+	 * repeated Hello counts too: sending it (link_out_attach) cleared the peer's pending
+	 * acks, so it may be the only carrier of them. */
+	bool acked = false;
+	uint64_t head = p->out ? p->out->ob.head : 0;
 	if (p->out && h->has_peer_epoch && h->peer_epoch == p->out->ob.epoch) {
 		if (h->has_processed_upto)
 			outbox_ack(&p->out->ob, 1, h->processed_upto);
 		for (size_t i = 0; i < h->n_processed; i++)
 			outbox_ack(&p->out->ob, h->processed[i]->first, h->processed[i]->last);
+		acked = true;
+	}
+	if (!first) { /* a repeated Hello moves the receive window and acks, nothing else */
+		if (acked)
+			out_acked(p->out, head);
+		return;
 	}
 	s->hello_rx = true;
 	if (!s->hello_sent)
@@ -321,6 +346,9 @@ static void handle_hello(struct link_session *s, const Parley__Link__Hello *h)
 	}
 	if (s->app->on_up)
 		s->app->on_up(s, s->arg);
+	/* The Hello may have acked everything a paused producer waits for: no Ack follows. */
+	if (acked)
+		out_acked(p->out, head);
 }
 
 static void handle_ack(struct link_session *s, const Parley__Link__Ack *a)
@@ -329,13 +357,10 @@ static void handle_ack(struct link_session *s, const Parley__Link__Ack *a)
 	link_stats.acks_in++;
 	if (!o)
 		return;
+	uint64_t head = o->ob.head;
 	for (size_t i = 0; i < a->n_ranges; i++)
 		outbox_ack(&o->ob, a->ranges[i]->first, a->ranges[i]->last);
-	if (o->was_full && outbox_has_room(&o->ob)) {
-		o->was_full = false;
-		if (o->on_room)
-			o->on_room(o, o->arg);
-	}
+	out_acked(o, head);
 }
 
 static void send_pong_or_ping(struct link_session *s, bool pong, uint64_t nonce)
@@ -638,6 +663,9 @@ struct link_session *link_session_new(uv_loop_t *loop, struct net_conn *c,
 		if (peer->sess && peer->sess != s) {
 			struct link_session *old = peer->sess;
 			old->peer = NULL;
+			/* as in handle_hello: old's on_close no longer knows the peer to detach */
+			if (peer->out && peer->out->tx == old)
+				peer->out->tx = NULL;
 			session_fail(old, PE_CLOSED, "replaced by a new connection");
 		}
 		peer->sess = s;

@@ -38,6 +38,7 @@ struct link_out {
 	size_t max_frame;
 	bool was_full;
 	void (*on_room)(struct link_out *o, void *arg); /* window reopened after full */
+	void (*on_acked)(struct link_out *o, void *arg); /* the head moved: frames were acked */
 	void *arg;
 };
 

@@ -61,3 +61,12 @@ void sig_stop(struct sig *s)
 	uv_close((uv_handle_t *)&s->intr, NULL);
 	uv_close((uv_handle_t *)&s->hup, NULL);
 }
+
+void sig_unref(struct sig *s)
+{
+	if (!s->active)
+		return;
+	uv_unref((uv_handle_t *)&s->term);
+	uv_unref((uv_handle_t *)&s->intr);
+	uv_unref((uv_handle_t *)&s->hup);
+}

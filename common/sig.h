@@ -29,5 +29,8 @@ struct sig {
 int sig_start(uv_loop_t *loop, struct sig *s, const struct sig_handlers *h);
 /* Closes the three handles; safe to call twice or after a failed sig_start. */
 void sig_stop(struct sig *s);
+/* Keeps the handlers installed (a second SIGTERM still reaches on_term) but lets the loop
+ * end without them: for draining. */
+void sig_unref(struct sig *s);
 
 #endif

@@ -96,6 +96,8 @@ static void on_up(struct link_session *s, void *arg)
 	(void)arg;
 	struct edge *e = link_session_peer(s)->data;
 	e->backoff_ms = e->el->opts.reconnect_min_ms;
+	if (e->el->opts.on_edge_up)
+		e->el->opts.on_edge_up(e->el->opts.arg, &e->out);
 }
 
 static void on_frame(struct link_session *s, uint64_t seq, const Parley__Link__Frame *f,
@@ -255,4 +257,14 @@ size_t edgelink_up_count(const struct edgelink *el)
 		if (el->edges[i].peer.sess && link_session_up(el->edges[i].peer.sess))
 			n++;
 	return n;
+}
+
+void edgelink_broadcast(struct edgelink *el, Parley__Link__Frame *f)
+{
+	for (size_t i = 0; i < el->nedges; i++) {
+		int r = link_out_send(&el->edges[i].out, f);
+		if (r)
+			log_warn(0, "link_send", "edge=%s:%u err=\"%s\"", el->edges[i].host,
+				 el->edges[i].port, pe_strerror(r));
+	}
 }

@@ -27,6 +27,8 @@ struct edgelink_opts {
 	uint64_t reconnect_max_ms;
 	edgelink_frame_cb on_frame;
 	edgelink_batch_cb on_batch_end;
+	/* A session to an edge came up: out is that edge's outbound stream (send the policy). */
+	void (*on_edge_up)(void *arg, struct link_out *out);
 	void *arg;
 };
 
@@ -37,5 +39,8 @@ void edgelink_free(struct edgelink *e);
 int edgelink_reload_tls(struct edgelink *e, const struct link_conf *conf);
 /* Number of edges whose session is up. */
 size_t edgelink_up_count(const struct edgelink *e);
+/* Sends f (a reliable frame, e.g. a new policy) on every edge's outbound stream; edges that
+ * are down get it when they reconnect (it waits in their outbox). */
+void edgelink_broadcast(struct edgelink *e, Parley__Link__Frame *f);
 
 #endif

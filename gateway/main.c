@@ -5,12 +5,14 @@
 #include "link.h"
 #include "link_conf.h"
 #include "log.h"
+#include "policy.h"
 #include "sig.h"
 #include "testsink.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -22,6 +24,7 @@ struct gateway_config {
 	uint64_t reconnect_min_ms;
 	uint64_t reconnect_max_ms;
 	struct link_conf link;
+	struct gw_policy_conf policy;
 	char *test_sink_file;
 	uint64_t test_sink_expect;
 };
@@ -41,13 +44,16 @@ static const struct conf_option gateway_options[] = {
 	{"link", "reconnect_max", CONF_DURATION_MS, 100, 600000, "10s",
 	 offsetof(GC, reconnect_max_ms), false, false, NULL, "longest reconnect delay"},
 	LINK_CONF_OPTIONS(GC, link),
+	GW_POLICY_OPTIONS(GC, policy),
 	{"test", "sink_file", CONF_PATH, 0, 0, NULL, offsetof(GC, test_sink_file), false, false,
 	 NULL, "test only: record the ref of every link stanza in this file"},
 	{"test", "sink_expect", CONF_UINT, 0, 1000000000, "0", offsetof(GC, test_sink_expect),
 	 false, false, NULL, "test only: log sink_done with the rate after this many stanzas"},
 };
+static const struct conf_multi gateway_multi[] = {GW_POLICY_MULTI(GC, policy)};
 #undef GC
 #define N_OPTIONS (sizeof gateway_options / sizeof gateway_options[0])
+#define N_MULTI (sizeof gateway_multi / sizeof gateway_multi[0])
 
 struct gateway {
 	uv_loop_t *loop;
@@ -55,6 +61,7 @@ struct gateway {
 	struct gateway_config cfg;
 	struct edgelink *edges;
 	struct testsink *sink;
+	Parley__Link__PolicySnapshot *snap;
 	struct sig sig;
 	uv_timer_t stop_timer;
 	bool stopping;
@@ -62,25 +69,62 @@ struct gateway {
 
 static void on_stop_timeout(uv_timer_t *t)
 {
+	/* the drain deadline passed: what is still open is abandoned on purpose */
+	(void)t;
 	log_warn(0, "shutdown_forced", "reason=\"drain deadline passed\"");
-	uv_stop(t->loop);
+	_exit(1);
 }
 
 static void on_term(void *arg)
 {
 	struct gateway *g = arg;
 	if (g->stopping) {
+		/* the operator insists: leave now, without draining */
 		log_warn(0, "shutdown_forced", "reason=\"second signal\"");
-		uv_stop(g->loop);
-		return;
+		_exit(1);
 	}
 	g->stopping = true;
 	log_info(0, "shutdown", "reason=signal");
 	edgelink_stop(g->edges);
-	sig_stop(&g->sig);
+	sig_unref(&g->sig);
 	uv_timer_init(g->loop, &g->stop_timer);
-	uv_timer_start(&g->stop_timer, on_stop_timeout, 5000, 0);
+	uv_timer_start(&g->stop_timer, on_stop_timeout, 10000, 0);
 	uv_unref((uv_handle_t *)&g->stop_timer);
+}
+
+static void send_policy(struct gateway *g, struct link_out *out)
+{
+	Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
+	f.body_case = PARLEY__LINK__FRAME__BODY_POLICY;
+	f.policy = g->snap;
+	if (out) {
+		int r = link_out_send(out, &f);
+		if (r)
+			log_warn(0, "policy_send", "err=\"%s\"", pe_strerror(r));
+	} else {
+		edgelink_broadcast(g->edges, &f);
+	}
+}
+
+static void on_edge_up(void *arg, struct link_out *out)
+{
+	send_policy(arg, out);
+}
+
+/* Loads and checks a config; on error prints "FILE:LINE: message" into err. */
+static int load_config(const char *path, struct gateway_config *c, char *err, size_t errlen)
+{
+	if (conf_load_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, c, path, err,
+			 errlen) != 0)
+		return PE_CONFIG;
+	if (gw_policy_check(&c->policy, err, errlen) != 0) {
+		char tmp[1024];
+		snprintf(tmp, sizeof tmp, "%s: %s", path, err);
+		snprintf(err, errlen, "%s", tmp);
+		conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, c);
+		return PE_CONFIG;
+	}
+	return 0;
 }
 
 static void on_hup(void *arg)
@@ -88,29 +132,48 @@ static void on_hup(void *arg)
 	struct gateway *g = arg;
 	struct gateway_config next;
 	char err[1024];
-	if (conf_load(gateway_options, N_OPTIONS, &next, g->config_path, err, sizeof err) != 0) {
+	if (load_config(g->config_path, &next, err, sizeof err) != 0) {
 		log_error(0, "reload_refused", "err=\"%s\"", err);
 		return;
 	}
-	if (conf_diff_nonreloadable(gateway_options, N_OPTIONS, &g->cfg, &next, err, sizeof err) ||
+	if (conf_diff_nonreloadable_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &g->cfg,
+				       &next, err, sizeof err) ||
 	    edgelink_reload_tls(g->edges, &next.link) != 0) {
 		log_error(0, "reload_refused", "err=\"%s\"", err);
-		conf_free(gateway_options, N_OPTIONS, &next);
+		conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &next);
 		return;
 	}
+	Parley__Link__PolicySnapshot *snap = gw_policy_snapshot(&next.policy);
+	if (snap) {
+		gw_policy_snapshot_free(g->snap);
+		g->snap = snap;
+		send_policy(g, NULL);
+	}
 	log_set_level((enum log_level)next.log_level);
-	log_info(0, "reload", "config=%s", g->config_path);
-	conf_free(gateway_options, N_OPTIONS, &next);
+	log_info(0, "reload", "config=%s policy_generation=%llu", g->config_path,
+		 (unsigned long long)g->snap->generation);
+	conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &next);
 }
 
 /* Until translation exists, a frame without a test sink is accounted and acknowledged. */
-static void on_frame_plain(void *arg, struct link_peer *peer, uint64_t seq,
-			   const Parley__Link__Frame *f)
+static void on_frame(void *arg, struct link_peer *peer, uint64_t seq,
+		     const Parley__Link__Frame *f)
 {
-	(void)arg;
+	struct gateway *g = arg;
+	if (g->sink) {
+		testsink_frame(g->sink, peer, seq, f);
+		return;
+	}
 	log_debug(0, "link_frame", "edge=%s seq=%llu kind=%d", peer->node_id,
 		  (unsigned long long)seq, (int)f->body_case);
 	link_peer_processed(peer, seq);
+}
+
+static void on_batch_end(void *arg)
+{
+	struct gateway *g = arg;
+	if (g->sink)
+		testsink_batch_end(g->sink);
 }
 
 int main(int argc, char **argv)
@@ -121,14 +184,17 @@ int main(int argc, char **argv)
 	if (daemon_parse_args(argc, argv, "parley-gateway", &args))
 		return 2;
 	if (args.help_config) {
-		conf_print_help(gateway_options, N_OPTIONS, stdout);
+		conf_print_help_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, stdout);
 		return 0;
 	}
-	if (daemon_load("parley-gateway", gateway_options, N_OPTIONS, &g.cfg, args.config))
+	char err[1024];
+	if (load_config(args.config, &g.cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "parley-gateway: %s\n", err);
 		return 1;
+	}
 	if (args.check_config) {
 		printf("parley-gateway: %s: configuration OK\n", args.config);
-		conf_free(gateway_options, N_OPTIONS, &g.cfg);
+		conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &g.cfg);
 		return 0;
 	}
 	log_init("parley-gateway", (enum log_level)g.cfg.log_level);
@@ -143,15 +209,18 @@ int main(int argc, char **argv)
 		.conf = &g.cfg.link,
 		.reconnect_min_ms = g.cfg.reconnect_min_ms,
 		.reconnect_max_ms = g.cfg.reconnect_max_ms,
-		.on_frame = on_frame_plain,
+		.on_frame = on_frame,
+		.on_batch_end = on_batch_end,
+		.on_edge_up = on_edge_up,
+		.arg = &g,
 	};
+	g.snap = gw_policy_snapshot(&g.cfg.policy);
+	if (!g.snap)
+		abort(); /* load_config checked it */
 	if (g.cfg.test_sink_file || g.cfg.test_sink_expect) {
 		g.sink = testsink_new(g.cfg.test_sink_file, g.cfg.test_sink_expect);
 		if (!g.sink)
 			return 1;
-		eo.on_frame = testsink_frame;
-		eo.on_batch_end = testsink_batch_end;
-		eo.arg = g.sink;
 	}
 	int rc = 0;
 	if (edgelink_start(g.loop, &eo, &g.edges) != 0) {
@@ -171,7 +240,8 @@ out:
 	daemon_close_all(g.loop);
 	edgelink_free(g.edges);
 	testsink_free(g.sink);
+	gw_policy_snapshot_free(g.snap);
 	uv_loop_close(g.loop);
-	conf_free(gateway_options, N_OPTIONS, &g.cfg);
+	conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &g.cfg);
 	return rc;
 }

@@ -68,10 +68,22 @@ void testsink_frame(void *arg, struct link_peer *peer, uint64_t seq, const Parle
 {
 	struct testsink *t = arg;
 	if (f->body_case == PARLEY__LINK__FRAME__BODY_STANZA) {
+		/* "ref<TAB>from<TAB>to<TAB>body" with TAB/LF/CR/backslash escaped */
 		char line[32];
-		int n = snprintf(line, sizeof line, "%llu\n", (unsigned long long)f->stanza->ref);
-		if (t->fd >= 0)
+		int n = snprintf(line, sizeof line, "%llu", (unsigned long long)f->stanza->ref);
+		if (t->fd >= 0) {
 			buf_append(&t->out, line, (size_t)n);
+			const char *fields[] = {f->stanza->from, f->stanza->to, f->stanza->body};
+			for (size_t i = 0; i < 3; i++) {
+				buf_append(&t->out, "\t", 1);
+				for (const char *c = fields[i] ? fields[i] : ""; *c; c++) {
+					const char *e = *c == '\t' ? "\\t" : *c == '\n' ? "\\n"
+						      : *c == '\r' ? "\\r" : *c == '\\' ? "\\\\" : NULL;
+					buf_append(&t->out, e ? e : c, e ? 2 : 1);
+				}
+			}
+			buf_append(&t->out, "\n", 1);
+		}
 		if (t->seen++ == 0)
 			t->first_us = now_us();
 	}

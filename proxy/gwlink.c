@@ -92,8 +92,19 @@ static void source_pump(struct gwlink *g)
 
 static void on_room(struct link_out *o, void *arg)
 {
+	struct gwlink *g = arg;
 	(void)o;
-	source_pump(arg);
+	source_pump(g);
+	if (g->opts.on_room)
+		g->opts.on_room(g->opts.hook_arg);
+}
+
+static void on_acked(struct link_out *o, void *arg)
+{
+	struct gwlink *g = arg;
+	(void)o;
+	if (g->opts.on_acked)
+		g->opts.on_acked(g->opts.hook_arg);
 }
 
 static struct link_peer *on_hello(struct link_session *s, const Parley__Link__Hello *h,
@@ -138,6 +149,8 @@ static void on_frame(struct link_session *s, uint64_t seq, const Parley__Link__F
 			g->policy_generation = f->policy->generation;
 			log_info(link_session_id(s), "policy_update", "node=%s generation=%llu",
 				 p->node_id, (unsigned long long)f->policy->generation);
+			if (g->opts.on_policy)
+				g->opts.on_policy(g->opts.hook_arg, f->policy);
 		}
 		break;
 	default:
@@ -203,6 +216,7 @@ int gwlink_start(uv_loop_t *loop, const struct gwlink_opts *o, struct gwlink **o
 	if (link_out_init(&g->out, g->epoch, &g->cfg) != 0)
 		abort();
 	g->out.on_room = on_room;
+	g->out.on_acked = on_acked;
 	g->out.arg = g;
 	g->src_next = 1;
 	if (o->source_frames) {

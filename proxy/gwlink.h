@@ -15,6 +15,11 @@ struct gwlink_opts {
 	const char *listen_host;
 	uint16_t listen_port;
 	const struct link_conf *conf;
+	/* What the S2S side wants to hear about. */
+	void (*on_policy)(void *arg, const Parley__Link__PolicySnapshot *snap);
+	void (*on_room)(void *arg);  /* the outbound window reopened */
+	void (*on_acked)(void *arg); /* the gateway acknowledged frames */
+	void *hook_arg;
 	/* test-only: emit this many stanza frames (ref 1..n) with a body of body_bytes */
 	uint64_t source_frames;
 	uint32_t source_body_bytes;

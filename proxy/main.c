@@ -5,11 +5,13 @@
 #include "link.h"
 #include "link_conf.h"
 #include "log.h"
+#include "s2s.h"
 #include "sig.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -18,6 +20,7 @@ struct proxy_config {
 	int log_level;
 	struct conf_hostport link_listen;
 	struct link_conf link;
+	struct s2s_conf s2s;
 	uint64_t test_source_frames;
 	uint64_t test_source_body;
 };
@@ -31,6 +34,7 @@ static const struct conf_option proxy_options[] = {
 	{"link", "listen", CONF_HOSTPORT, 0, 0, "127.0.0.1:23456", offsetof(PC, link_listen),
 	 false, false, NULL, "internal-interface address the gateways dial"},
 	LINK_CONF_OPTIONS(PC, link),
+	S2S_CONF_OPTIONS(PC, s2s),
 	{"test", "source_frames", CONF_UINT, 0, 100000000, "0", offsetof(PC, test_source_frames),
 	 false, false, NULL, "test only: send this many stanza frames to the active gateway"},
 	{"test", "source_body_bytes", CONF_UINT, 0, 65536, "200",
@@ -45,6 +49,7 @@ struct proxy {
 	const char *config_path;
 	struct proxy_config cfg;
 	struct gwlink *gw;
+	struct s2s *s2s;
 	struct sig sig;
 	uv_timer_t stop_timer;
 	bool stopping;
@@ -52,25 +57,28 @@ struct proxy {
 
 static void on_stop_timeout(uv_timer_t *t)
 {
+	/* the drain deadline passed: what is still open is abandoned on purpose */
 	(void)t;
 	log_warn(0, "shutdown_forced", "reason=\"drain deadline passed\"");
-	uv_stop(t->loop);
+	_exit(1);
 }
 
 static void on_term(void *arg)
 {
 	struct proxy *p = arg;
 	if (p->stopping) {
+		/* the operator insists: leave now, without draining */
 		log_warn(0, "shutdown_forced", "reason=\"second signal\"");
-		uv_stop(p->loop);
-		return;
+		_exit(1);
 	}
 	p->stopping = true;
 	log_info(0, "shutdown", "reason=signal");
+	if (p->s2s)
+		s2s_stop(p->s2s);
 	gwlink_stop(p->gw);
-	sig_stop(&p->sig);
+	sig_unref(&p->sig);
 	uv_timer_init(p->loop, &p->stop_timer);
-	uv_timer_start(&p->stop_timer, on_stop_timeout, 5000, 0);
+	uv_timer_start(&p->stop_timer, on_stop_timeout, 10000, 0);
 	uv_unref((uv_handle_t *)&p->stop_timer);
 }
 
@@ -99,6 +107,27 @@ static void on_hup(void *arg)
 	conf_free(proxy_options, N_OPTIONS, &next);
 }
 
+static void hook_policy(void *arg, const Parley__Link__PolicySnapshot *snap)
+{
+	struct proxy *p = arg;
+	if (p->s2s)
+		s2s_set_policy(p->s2s, snap);
+}
+
+static void hook_room(void *arg)
+{
+	struct proxy *p = arg;
+	if (p->s2s)
+		s2s_link_room(p->s2s);
+}
+
+static void hook_acked(void *arg)
+{
+	struct proxy *p = arg;
+	if (p->s2s)
+		s2s_link_acked(p->s2s);
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon_args args;
@@ -110,7 +139,7 @@ int main(int argc, char **argv)
 		conf_print_help(proxy_options, N_OPTIONS, stdout);
 		return 0;
 	}
-	if (daemon_load("parley-proxy", proxy_options, N_OPTIONS, &p.cfg, args.config))
+	if (daemon_load("parley-proxy", proxy_options, N_OPTIONS, NULL, 0, &p.cfg, args.config))
 		return 1;
 	if (args.check_config) {
 		printf("parley-proxy: %s: configuration OK\n", args.config);
@@ -128,9 +157,14 @@ int main(int argc, char **argv)
 		.conf = &p.cfg.link,
 		.source_frames = p.cfg.test_source_frames,
 		.source_body_bytes = (uint32_t)p.cfg.test_source_body,
+		.on_policy = hook_policy,
+		.on_room = hook_room,
+		.on_acked = hook_acked,
+		.hook_arg = &p,
 	};
 	int rc = 0;
-	if (gwlink_start(p.loop, &go, &p.gw) != 0) {
+	if (gwlink_start(p.loop, &go, &p.gw) != 0 ||
+	    s2s_start(p.loop, &p.cfg.s2s, gwlink_out(p.gw), &p.s2s) != 0) {
 		rc = 1;
 		goto out;
 	}
@@ -145,6 +179,7 @@ int main(int argc, char **argv)
 		 daemon_peak_rss_kib());
 out:
 	daemon_close_all(p.loop);
+	s2s_free(p.s2s);
 	gwlink_free(p.gw);
 	uv_loop_close(p.loop);
 	conf_free(proxy_options, N_OPTIONS, &p.cfg);

@@ -745,6 +745,414 @@ static void test_print_help(void **state)
 	assert_string_equal(conf_type_name((enum conf_type)99), "?");
 }
 
+/* Named sections: [peer "NAME"] occurs once per peer, each an item with its own defaults. */
+struct titem {
+	char *desc;
+	uint64_t limit;
+	int mode;
+	bool flag;
+	struct conf_strlist alias;
+	char *must;
+	char *cert;
+};
+
+struct mcfg {
+	uint64_t window;
+	struct conf_array peers;
+	struct conf_array zones;
+};
+
+struct tzone {
+	uint64_t ttl;
+};
+
+static const struct conf_option M[] = {
+    {.section = "link",
+     .name = "window",
+     .type = CONF_UINT,
+     .min = 1,
+     .max = 100,
+     .def = "10",
+     .offset = offsetof(struct mcfg, window),
+     .help = "plain key"},
+};
+
+#define IOFF(f) offsetof(struct titem, f)
+static const struct conf_option PEER[] = {
+    {.section = "ignored",
+     .name = "desc",
+     .type = CONF_STRING,
+     .max = 20,
+     .offset = IOFF(desc),
+     .reloadable = true,
+     .help = "free text"},
+    {.name = "limit",
+     .type = CONF_UINT,
+     .max = 100,
+     .def = "5",
+     .offset = IOFF(limit),
+     .help = "per-peer limit"},
+    {.name = "mode",
+     .type = CONF_ENUM,
+     .def = "Optional",
+     .offset = IOFF(mode),
+     .enum_names = tls_modes,
+     .reloadable = true,
+     .help = "negotiation"},
+    {.name = "flag",
+     .type = CONF_BOOL,
+     .def = "true",
+     .offset = IOFF(flag),
+     .reloadable = true,
+     .help = "on by default"},
+    {.name = "alias",
+     .type = CONF_STRLIST,
+     .min = 1,
+     .max = 253,
+     .def = "none",
+     .offset = IOFF(alias),
+     .reloadable = true,
+     .help = "another name (repeat)"},
+    {.name = "must",
+     .type = CONF_STRING,
+     .offset = IOFF(must),
+     .reloadable = true,
+     .required = true,
+     .help = "required per item"},
+    {.name = "cert",
+     .type = CONF_PATH,
+     .def = "peer.pem",
+     .offset = IOFF(cert),
+     .reloadable = true,
+     .help = "relative to the file"},
+};
+#define NPEER (sizeof PEER / sizeof PEER[0])
+
+static const struct conf_option ZONE[] = {
+    {.name = "ttl",
+     .type = CONF_DURATION_MS,
+     .def = "1m",
+     .offset = offsetof(struct tzone, ttl),
+     .reloadable = true,
+     .help = "time to live"},
+};
+
+static const struct conf_multi MM[] = {
+    {.section = "peer",
+     .table = PEER,
+     .n = NPEER,
+     .item_size = sizeof(struct titem),
+     .offset = offsetof(struct mcfg, peers),
+     .help = "one peer"},
+    {.section = "zone",
+     .table = ZONE,
+     .n = 1,
+     .item_size = sizeof(struct tzone),
+     .offset = offsetof(struct mcfg, zones),
+     .help = "one zone"},
+};
+#define NMM (sizeof MM / sizeof MM[0])
+
+static int load_multi(const char *text, struct mcfg *c)
+{
+	write_file(g_path, text, strlen(text));
+	memset(c, 0xa5, sizeof *c); /* conf_load_ex must zero the arrays itself */
+	return conf_load_ex(M, 1, MM, NMM, c, g_path, g_err, sizeof g_err);
+}
+
+static struct titem *peer(struct mcfg *c, size_t i)
+{
+	assert_true(i < c->peers.n);
+	return (struct titem *)c->peers.items + i;
+}
+
+#define expect_multi_error(text, msg) expect_multi_error_at((text), (msg), __FILE__, __LINE__)
+static void expect_multi_error_at(const char *text, const char *msg_after_path, const char *file,
+				  int line)
+{
+	struct mcfg c;
+	char want[2048];
+	int r = load_multi(text, &c);
+	snprintf(want, sizeof want, "%s%s", g_path, msg_after_path);
+	_assert_int_equal(cast_to_largest_integral_type(r),
+			  cast_to_largest_integral_type(PE_CONFIG), file, line);
+	_assert_string_equal(g_err, want, file, line);
+	_assert_true(cast_to_largest_integral_type(c.peers.items == NULL && c.peers.n == 0 &&
+						   c.peers.names == NULL && c.zones.n == 0 &&
+						   c.zones.items == NULL),
+		     "named sections freed and zeroed after an error", file, line);
+}
+
+static void test_multi_load(void **state)
+{
+	(void)state;
+	struct mcfg c;
+	char want[PATH_MAX + 64];
+	const char *text = "[peer \"a.example\"]\n"
+			   "must = x\n"
+			   "[link]\n"
+			   "window = 7\n"
+			   "[ peer   \"b \\\"q\\\" \\\\ b\" ]\n"
+			   "must = y\n"
+			   "limit = 100\n"
+			   "mode = NotSupported\n"
+			   "flag = off\n"
+			   "alias = b1\n"
+			   "alias = b2\n"
+			   "desc = \"  spaced  \"\n"
+			   "cert = /abs.pem\n"
+			   "[zone \"z\"]\n"
+			   "ttl = 5s\n"
+			   "[peer\"b\xc3\xbc\x63her.example\"]\n"
+			   "must = z\n"
+			   "limit = 0\n";
+	assert_int_equal(load_multi(text, &c), 0);
+	assert_int_equal(c.window, 7);
+	assert_int_equal(c.peers.n, 3);
+	assert_string_equal(c.peers.names[0], "a.example");
+	assert_string_equal(c.peers.names[1], "b \"q\" \\ b");
+	assert_string_equal(c.peers.names[2], "b\xc3\xbc"
+					      "cher.example");
+
+	/* Every item starts from the table's defaults. */
+	struct titem *a = peer(&c, 0);
+	assert_null(a->desc);
+	assert_int_equal(a->limit, 5);
+	assert_int_equal(a->mode, 1);
+	assert_true(a->flag);
+	assert_int_equal(a->alias.n, 1);
+	assert_string_equal(a->alias.v[0], "none");
+	assert_string_equal(a->must, "x");
+	snprintf(want, sizeof want, "%s/peer.pem", g_dir);
+	assert_string_equal(a->cert, want);
+
+	struct titem *b = peer(&c, 1);
+	assert_string_equal(b->desc, "  spaced  ");
+	assert_int_equal(b->limit, 100);
+	assert_int_equal(b->mode, 2);
+	assert_false(b->flag);
+	assert_int_equal(b->alias.n, 2); /* the file's list replaces the default, per item */
+	assert_string_equal(b->alias.v[0], "b1");
+	assert_string_equal(b->alias.v[1], "b2");
+	assert_string_equal(b->must, "y");
+	assert_string_equal(b->cert, "/abs.pem");
+
+	struct titem *u = peer(&c, 2);
+	assert_int_equal(u->limit, 0);
+	assert_int_equal(u->mode, 1);
+	assert_string_equal(u->alias.v[0], "none");
+
+	assert_int_equal(c.zones.n, 1);
+	assert_string_equal(c.zones.names[0], "z");
+	assert_int_equal(((struct tzone *)c.zones.items)[0].ttl, 5000);
+
+	conf_free_ex(M, 1, MM, NMM, &c);
+	assert_null(c.peers.items);
+	assert_null(c.peers.names);
+	assert_int_equal(c.peers.n, 0);
+	conf_free_ex(M, 1, MM, NMM, &c); /* twice is harmless */
+
+	/* No named section at all: empty arrays. */
+	assert_int_equal(load_multi("[link]\nwindow = 3\n", &c), 0);
+	assert_int_equal(c.peers.n, 0);
+	assert_null(c.peers.items);
+	assert_int_equal(c.zones.n, 0);
+	conf_free_ex(M, 1, MM, NMM, &c);
+}
+
+/* Enough items to grow the arrays many times; every one keeps its own values. */
+static void test_multi_many(void **state)
+{
+	(void)state;
+	enum { N = 1000 };
+	size_t cap = (size_t)N * 64;
+	char *text = malloc(cap), *p = text;
+	struct mcfg c;
+	assert_non_null(text);
+	for (int i = 0; i < N; i++)
+		p += snprintf(p, cap - (size_t)(p - text),
+			      "[peer \"p%d\"]\nmust = m%d\nlimit = %d\n", i, i, i % 101);
+	assert_int_equal(load_multi(text, &c), 0);
+	assert_int_equal(c.peers.n, N);
+	for (int i = 0; i < N; i++) {
+		char want[32];
+		snprintf(want, sizeof want, "p%d", i);
+		assert_string_equal(c.peers.names[i], want);
+		snprintf(want, sizeof want, "m%d", i);
+		assert_string_equal(peer(&c, (size_t)i)->must, want);
+		assert_int_equal(peer(&c, (size_t)i)->limit, i % 101);
+	}
+	conf_free_ex(M, 1, MM, NMM, &c);
+	free(text);
+}
+
+static void test_multi_errors(void **state)
+{
+	(void)state;
+	expect_multi_error("[peer \"x\"]\nmust = 1\nlimit = 101\n",
+			   ":3: [peer \"x\"] limit: 101 is above the maximum 100");
+	expect_multi_error("[peer \"x\"]\nmust = 1\nfoo = 1\n",
+			   ":3: unknown key 'foo' in section [peer \"x\"]");
+	/* The table's .section is ignored: window belongs to [link] only. */
+	expect_multi_error("[peer \"x\"]\nwindow = 1\n",
+			   ":2: unknown key 'window' in section [peer \"x\"]");
+	expect_multi_error("[peer \"x\"]\nmust = 1\nlimit = 1\nlimit = 2\n",
+			   ":4: [peer \"x\"] limit: repeated key, first set on line 3");
+	expect_multi_error("[peer \"x\"]\nmust = 1\n[link]\nwindow = 2\n[peer \"y\"]\nmust = 2\n"
+			   "[peer \"x\"]\nmust = 3\n",
+			   ":7: [peer \"x\"]: repeated section, first on line 1");
+	expect_multi_error("[peer \"\"]\n", ":1: [peer \"\"]: empty name");
+	expect_multi_error("[peer \"a\tb\"]\n",
+			   ":1: [peer \"a\\x09b\"]: control character in the name");
+	expect_multi_error("[peer \"a\x7f\"]\n",
+			   ":1: [peer \"a\\x7f\"]: control character in the name");
+	expect_multi_error("[peer]\nmust = 1\n",
+			   ":1: section [peer] needs a name, as in [peer \"NAME\"]");
+	expect_multi_error("[link \"x\"]\n", ":1: section [link] takes no name");
+	expect_multi_error("[nosuch \"x\"]\n", ":1: unknown section [nosuch]");
+	expect_multi_error("[peer \"x]\n", ":1: section [peer]: name: missing closing quote");
+	expect_multi_error("[peer \"x\" y]\n",
+			   ":1: section [peer]: name: text after the closing quote");
+	expect_multi_error("[\"x\"]\n", ":1: missing section before the quoted name");
+	expect_multi_error("[bad word \"x\"]\n", ":1: invalid section name [bad word]");
+	/* A missing required key names the item's header line. */
+	expect_multi_error("[peer \"a\"]\nmust = 1\n[peer \"b\"]\nlimit = 1\n[zone \"z\"]\n",
+			   ":3: [peer \"b\"] must: missing required key");
+	/* Names are escaped in messages. */
+	expect_multi_error(
+	    "[peer \"q\\\"\xc3\xbc\"]\nmust = 1\nlimit = x\n",
+	    ":3: [peer \"q\\x22\\xc3\\xbc\"] limit: 'x' is not a non-negative integer");
+
+	/* Names are at most 253 bytes. */
+	char text[400], want[PATH_MAX + 64];
+	memset(text, 0, sizeof text);
+	memcpy(text, "[peer \"", 7);
+	memset(text + 7, 'n', 253);
+	memcpy(text + 7 + 253, "\"]\nmust = 1\n", 12);
+	struct mcfg c;
+	assert_int_equal(load_multi(text, &c), 0);
+	assert_int_equal(strlen(c.peers.names[0]), 253);
+	conf_free_ex(M, 1, MM, NMM, &c);
+	memcpy(text + 7 + 253, "n\"]\nmust = 1\n", 13);
+	assert_int_equal(load_multi(text, &c), PE_CONFIG);
+	snprintf(want, sizeof want, "%s:1: [peer \"", g_path);
+	assert_memory_equal(g_err, want, strlen(want));
+	assert_non_null(strstr(g_err, "...\"]: the name is 254 bytes, above the maximum 253"));
+	assert_int_equal(c.peers.n, 0);
+}
+
+static void test_multi_bad_default(void **state)
+{
+	(void)state;
+	struct {
+		struct conf_array a;
+	} c;
+	static const struct conf_option B[] = {
+	    {.name = "u", .type = CONF_UINT, .min = 1, .max = 10, .def = "0"},
+	};
+	static const struct conf_multi BM[] = {
+	    {.section = "s", .table = B, .n = 1, .item_size = sizeof(uint64_t), .offset = 0},
+	};
+	char want[PATH_MAX + 64];
+	/* Reported even though the file has no [s "..."] section. */
+	write_file(g_path, "", 0);
+	assert_int_equal(conf_load_ex(NULL, 0, BM, 1, &c, g_path, g_err, sizeof g_err), PE_CONFIG);
+	snprintf(want, sizeof want, "%s: bad built-in default for [s] u: 0 is below the minimum 1",
+		 g_path);
+	assert_string_equal(g_err, want);
+	assert_int_equal(c.a.n, 0);
+}
+
+static void test_multi_diff(void **state)
+{
+	(void)state;
+	struct mcfg a, b;
+	char err[512];
+	const char *base = "[peer \"p\"]\nmust = 1\n[peer \"q\"]\nmust = 2\nlimit = 3\n"
+			   "[zone \"z\"]\n";
+
+	assert_int_equal(load_multi(base, &a), 0);
+
+	/* Reloadable rows change, items are reordered, zones (all reloadable) come and go. */
+	assert_int_equal(load_multi("[zone \"y\"]\n[zone \"x\"]\nttl = 1s\n[peer \"q\"]\n"
+				    "must = 9\nlimit = 3\ndesc = new\nmode = Required\n"
+				    "[peer \"p\"]\nmust = 1\nflag = no\nalias = a\n",
+				    &b),
+			 0);
+	assert_int_equal(conf_diff_nonreloadable_ex(M, 1, MM, NMM, &a, &b, err, sizeof err), 0);
+	conf_free_ex(M, 1, MM, NMM, &b);
+
+	/* A peer added, or removed. */
+	assert_int_equal(load_multi("[peer \"p\"]\nmust = 1\n[peer \"q\"]\nmust = 2\nlimit = 3\n"
+				    "[peer \"r\"]\nmust = 3\n",
+				    &b),
+			 0);
+	assert_int_equal(conf_diff_nonreloadable_ex(M, 1, MM, NMM, &a, &b, err, sizeof err),
+			 PE_CONFIG);
+	assert_string_equal(
+	    err, "[peer \"r\"] cannot be added or removed on reload; restart to apply it");
+	conf_free_ex(M, 1, MM, NMM, &b);
+	assert_int_equal(load_multi("[peer \"q\"]\nmust = 2\nlimit = 3\n", &b), 0);
+	assert_int_equal(conf_diff_nonreloadable_ex(M, 1, MM, NMM, &a, &b, err, sizeof err),
+			 PE_CONFIG);
+	assert_string_equal(
+	    err, "[peer \"p\"] cannot be added or removed on reload; restart to apply it");
+	conf_free_ex(M, 1, MM, NMM, &b);
+
+	/* A non-reloadable row of one item changed. */
+	assert_int_equal(
+	    load_multi("[peer \"p\"]\nmust = 1\n[peer \"q\"]\nmust = 2\nlimit = 4\n", &b), 0);
+	assert_int_equal(conf_diff_nonreloadable_ex(M, 1, MM, NMM, &a, &b, err, sizeof err),
+			 PE_CONFIG);
+	assert_string_equal(err, "[peer \"q\"] limit cannot change on reload; restart to apply it");
+	conf_free_ex(M, 1, MM, NMM, &b);
+
+	/* Plain rows are still compared. */
+	assert_int_equal(load_multi("[link]\nwindow = 11\n[peer \"p\"]\nmust = 1\n[peer \"q\"]\n"
+				    "must = 2\nlimit = 3\n",
+				    &b),
+			 0);
+	assert_int_equal(conf_diff_nonreloadable_ex(M, 1, MM, NMM, &a, &b, err, sizeof err),
+			 PE_CONFIG);
+	assert_string_equal(err, "[link] window cannot change on reload; restart to apply it");
+	conf_free_ex(M, 1, MM, NMM, &b);
+	conf_free_ex(M, 1, MM, NMM, &a);
+}
+
+static void test_multi_help(void **state)
+{
+	(void)state;
+	char *out = NULL;
+	size_t len = 0;
+	char want[512];
+	FILE *f = open_memstream(&out, &len);
+	assert_non_null(f);
+	conf_print_help_ex(M, 1, MM, NMM, f);
+	assert_int_equal(fclose(f), 0);
+
+	snprintf(want, sizeof want, "%-12s %-28s %-9s %-12s %-16s %-6s %s\n", "link", "window",
+		 "uint", "10", "1..100", "no", "plain key");
+	assert_non_null(strstr(out, want));
+	snprintf(want, sizeof want, "%-12s (repeatable section [peer \"NAME\"]) one peer\n",
+		 "peer \"*\"");
+	assert_non_null(strstr(out, want));
+	snprintf(want, sizeof want, "%-12s %-28s %-9s %-12s %-16s %-6s %s\n", "peer \"*\"", "limit",
+		 "uint", "5", "0..100", "no", "per-peer limit");
+	assert_non_null(strstr(out, want));
+	snprintf(want, sizeof want, "%-12s %-28s %-9s %-12s %-16s %-6s %s\n", "peer \"*\"", "must",
+		 "string", "(required)", "-", "yes", "required per item");
+	assert_non_null(strstr(out, want));
+	snprintf(want, sizeof want, "%-12s %-28s %-9s %-12s %-16s %-6s %s\n", "zone \"*\"", "ttl",
+		 "duration", "1m", "-", "yes", "time to live");
+	assert_non_null(strstr(out, want));
+	/* Header, one plain row, and per named section its line and its rows. */
+	size_t lines = 0;
+	for (char *p = out; *p; p++)
+		lines += *p == '\n';
+	assert_int_equal(lines, 1 + 1 + (1 + NPEER) + (1 + 1));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -766,6 +1174,12 @@ int main(void)
 	    cmocka_unit_test(test_bad_default),
 	    cmocka_unit_test(test_diff_nonreloadable),
 	    cmocka_unit_test(test_print_help),
+	    cmocka_unit_test(test_multi_load),
+	    cmocka_unit_test(test_multi_many),
+	    cmocka_unit_test(test_multi_errors),
+	    cmocka_unit_test(test_multi_bad_default),
+	    cmocka_unit_test(test_multi_diff),
+	    cmocka_unit_test(test_multi_help),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

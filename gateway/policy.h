@@ -1,0 +1,137 @@
+/* The federation policy in the gateway's config ([federation] and [partner "DOMAIN"]) and the
+ * PolicySnapshot built from it for the edges. */
+#ifndef PARLEY_GATEWAY_POLICY_H
+#define PARLEY_GATEWAY_POLICY_H
+
+#include "conf.h"
+#include "link.pb-c.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Values of a partner's `type`: indexes into gw_partner_type_names (Lync's
+ * Federated / PublicVerified / PublicUnverified). */
+enum gw_partner_type {
+	GW_PARTNER_FEDERATED,	      /* sees status notes */
+	GW_PARTNER_PUBLIC_VERIFIED,   /* no status notes */
+	GW_PARTNER_PUBLIC_UNVERIFIED, /* no status notes; reaches only users who added it */
+};
+
+/* Values of a partner's `tls` and `sasl`: indexes into gw_neg_names. */
+enum gw_neg {
+	GW_NEG_REQUIRED,      /* must be used */
+	GW_NEG_OPTIONAL,      /* offered, not demanded */
+	GW_NEG_NOT_SUPPORTED, /* never offered */
+};
+
+/* NULL-terminated; what the config file accepts, matched case-insensitively. */
+extern const char *const gw_partner_type_names[]; /* federated, public-verified, ... */
+extern const char *const gw_neg_names[];	  /* required, optional, not-supported */
+
+/* One [partner "DOMAIN"] section; its domain is the item's name in gw_policy_conf.partners. */
+struct gw_partner_conf {
+	int type; /* enum gw_partner_type */
+	int tls;  /* enum gw_neg */
+	int sasl; /* enum gw_neg */
+	bool dialback;
+	bool keepalive;
+	uint64_t connection_limit;  /* 0 = [federation] per_partner_limit */
+	struct conf_hostport proxy; /* fixed proxy, overrides SRV; host NULL = none */
+	struct conf_strlist additional_domains;
+	char *description; /* NULL if not given */
+};
+
+/* [federation] plus the partners. All of it is reloadable: a reload builds a new snapshot. */
+struct gw_policy_conf {
+	struct conf_strlist domains; /* served domains */
+	uint64_t connection_limit;
+	uint64_t per_partner_limit;
+	uint64_t keepalive_ms;
+	uint64_t establishment_ms;
+	uint64_t inactivity_ms;
+	uint64_t subscription_refresh_ms;
+	bool log_message_bodies;
+	uint64_t max_stanza_bytes;
+	uint64_t preauth_stanza_bytes;
+	struct conf_array partners; /* items: struct gw_partner_conf; names: the domains */
+};
+
+/* The rows of one partner item, for GW_POLICY_MULTI. */
+#define GW_PARTNER_N_OPTIONS 9
+extern const struct conf_option gw_partner_options[]; /* GW_PARTNER_N_OPTIONS rows */
+
+/* Table rows for struct gw_policy_conf embedded at member m of type T, section [federation].
+ * Defaults are Lync's. */
+// clang-format off
+#define GW_POLICY_OPTIONS(T, m)                                                                    \
+	{"federation", "domain", CONF_STRLIST, 1, 253, NULL, offsetof(T, m.domains), true, false, \
+	 NULL, "a served domain (repeat the key for several)"},                                    \
+	{"federation", "connection_limit", CONF_UINT, 1, 1000000, "1000",                          \
+	 offsetof(T, m.connection_limit), true, false, NULL,                                       \
+	 "most S2S connections an edge keeps in all"},                                             \
+	{"federation", "per_partner_limit", CONF_UINT, 1, 100000, "20",                            \
+	 offsetof(T, m.per_partner_limit), true, false, NULL,                                      \
+	 "most S2S connections with one partner (a partner's connection_limit overrides it)"},     \
+	{"federation", "keepalive", CONF_DURATION_MS, 1000, 86400000, "300s",                      \
+	 offsetof(T, m.keepalive_ms), true, false, NULL,                                           \
+	 "keep-alive interval on idle S2S streams (whole seconds)"},                               \
+	{"federation", "establishment_timeout", CONF_DURATION_MS, 1000, 3600000, "60s",            \
+	 offsetof(T, m.establishment_ms), true, false, NULL,                                       \
+	 "an S2S stream must be established within this long (whole seconds)"},                   \
+	{"federation", "inactivity_timeout", CONF_DURATION_MS, 1000, 86400000, "600s",             \
+	 offsetof(T, m.inactivity_ms), true, false, NULL,                                          \
+	 "an S2S stream idle this long is closed (whole seconds)"},                                \
+	{"federation", "subscription_refresh", CONF_DURATION_MS, 60000, 604800000, "28800s",       \
+	 offsetof(T, m.subscription_refresh_ms), true, false, NULL,                                \
+	 "how often presence subscriptions are refreshed (whole seconds)"},                        \
+	{"federation", "log_message_bodies", CONF_BOOL, 0, 0, "false",                             \
+	 offsetof(T, m.log_message_bodies), true, false, NULL,                                     \
+	 "log message bodies (Lync's EnableLoggingAllMessageBodies)"},                             \
+	{"federation", "max_stanza_bytes", CONF_SIZE, 10000, 16777216, "256k",                     \
+	 offsetof(T, m.max_stanza_bytes), true, false, NULL,                                       \
+	 "largest stanza accepted from an authenticated partner"},                                 \
+	{"federation", "preauth_stanza_bytes", CONF_SIZE, 1024, 1048576, "8k",                     \
+	 offsetof(T, m.preauth_stanza_bytes), true, false, NULL,                                   \
+	 "largest stanza accepted before authentication"}
+
+/* The conf_multi for [partner "DOMAIN"] sections of struct gw_policy_conf at member m of T. */
+#define GW_POLICY_MULTI(T, m)                                                                      \
+	{"partner", gw_partner_options, GW_PARTNER_N_OPTIONS, sizeof(struct gw_partner_conf),      \
+	 offsetof(T, m.partners), "an allowed federation partner; NAME is its domain"}
+// clang-format on
+
+/* Longest domain in bytes, and a buffer that holds one with its NUL. */
+#define GW_DOMAIN_MAX 253
+#define GW_DOMAIN_BUF (GW_DOMAIN_MAX + 1)
+
+/* Writes the form of domain the policy compares and sends to out (cap >= GW_DOMAIN_BUF):
+ * ASCII lower-cased; a non-ASCII (UTF-8) name converted to A-labels with libidn's
+ * idna_to_ascii_8z (IDNA2003). The result must be LDH labels of 1..63 bytes, no label
+ * starting or ending with '-', at most 253 bytes, no trailing dot, and a last label that is
+ * not all digits. Returns 0, or PE_INVAL with the reason in why (if whylen > 0). */
+int gw_policy_domain(const char *domain, char *out, size_t cap, char *why, size_t whylen);
+
+/* Checks the rules a table cannot: every domain's syntax (served, partner, additional,
+ * a proxy host unless it is an IP address); no partner domain or additional domain that is
+ * also served; no domain given twice (served, or across and within partners); sasl needs
+ * tls (sasl other than not-supported with tls = not-supported); a partner has a way to
+ * authenticate (sasl or dialback); timers in whole seconds; preauth_stanza_bytes at most
+ * max_stanza_bytes. Domains compare in gw_policy_domain's form.
+ * Returns 0, or PE_CONFIG with a message naming the section, as in
+ * "[partner \"a.example\"] sasl: ..." (the name escaped like log_escape), in err. */
+int gw_policy_check(const struct gw_policy_conf *c, char *err, size_t errlen);
+
+/* Builds the snapshot the edges enforce: domains in gw_policy_domain's form, every field
+ * set explicitly (has_* true), a partner's connection_limit as configured (0 = the global
+ * per-partner limit), durations in seconds. generation is CLOCK_REALTIME microseconds, or
+ * the previous generation + 1 if the clock did not advance, so it strictly increases across
+ * the builds of this process and, with a sane clock, across restarts.
+ * Returns NULL if c does not pass gw_policy_check. The caller frees the snapshot with
+ * gw_policy_snapshot_free; it does not point into c. */
+Parley__Link__PolicySnapshot *gw_policy_snapshot(const struct gw_policy_conf *c);
+
+/* Frees a snapshot from gw_policy_snapshot. NULL is ignored. */
+void gw_policy_snapshot_free(Parley__Link__PolicySnapshot *s);
+
+#endif

@@ -1,0 +1,1060 @@
+/* Inbound S2S. One struct s2s_in per connection, owned through its net_conn: it is freed in
+ * the connection's close callback (after its timer handle closes), never in a callback chain.
+ *
+ * Order of a stream: header -> (STARTTLS -> TLS -> header) -> SASL EXTERNAL -> header ->
+ * authenticated stanzas. Direct TLS starts at the TLS step. Every stanza accepted becomes one
+ * link frame; with XEP-0198 on, the partner hears <a h='n'/> only for stanzas whose frames
+ * the gateway acknowledged, so a crash of this process loses nothing the partner keeps. */
+#include "s2s.h"
+
+#include "certid.h"
+#include "err.h"
+#include "log.h"
+#include "net.h"
+#include "stanza.h"
+#include "tls.h"
+#include "xml_stream.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_SM "urn:xmpp:sm:3"
+#define NS_DB_FEATURE "urn:xmpp:features:dialback"
+#define DOMAIN_MAX 256
+
+enum in_state {
+	IN_HEADER,  /* waiting for a stream header */
+	IN_OPEN,    /* header answered, features sent, not yet authenticated */
+	IN_AUTHED,  /* authenticated: stanzas flow */
+	IN_CLOSING, /* an error or close was sent; nothing more is read */
+};
+
+struct s2s_in {
+	struct s2s_in *prev, *next;
+	struct s2s_in *pnext; /* streams paused for the link window */
+	bool on_plist;
+	struct s2s_in *anext; /* streams owed a fresh <a/> */
+	bool on_alist;
+	struct s2s *srv;
+	struct net_conn *conn;
+	struct xs *xs;
+	struct policy *pol;
+	const struct partner *partner;
+	uint64_t id;
+	char ip[64];
+	char from[DOMAIN_MAX];
+	char to[DOMAIN_MAX];
+	char lang[64];
+	char stream_id[33];
+	enum in_state state;
+	int auth; /* PARLEY__LINK__AUTH_METHOD__* */
+	bool tls;
+	bool direct;
+	bool header_sent;
+	bool cert_ok; /* chain verified and an identity names `from` */
+	bool sm;
+	bool paused_link;
+	bool paused_rate;
+	bool counted_partner;
+	uv_timer_t timer;
+	uv_timer_t rate_timer;
+	int handles;
+	bool conn_gone;
+	uint64_t started_ms, last_rx_ms, last_tx_ms;
+	double tokens;
+	uint64_t tokens_ms;
+	uint64_t stanzas;
+	/* XEP-0198: link seqs of stanzas not yet reported handled, in order; 0 = handled here */
+	uint64_t *sm_seq;
+	size_t sm_head, sm_len, sm_cap;
+	uint64_t sm_h;
+	struct buf out;
+};
+
+struct counter {
+	char key[DOMAIN_MAX];
+	uint32_t n;
+};
+
+struct s2s {
+	uv_loop_t *loop;
+	const struct s2s_conf *conf;
+	struct link_out *out;
+	struct tls_ctx *tls;
+	struct net_listener *ls[16];
+	size_t nls;
+	struct policy *pol;
+	struct s2s_in *streams;
+	size_t nstreams;
+	struct s2s_in *paused;
+	struct s2s_in *owed_a;
+	struct counter *ips, *partners; /* small linear tables: limits are per IP / per partner */
+	size_t nips, npartners, capips, cappartners;
+	struct stanza_scratch scratch;
+	struct s2s_stats stats;
+	bool stopping;
+};
+
+static struct counter *counter_get(struct counter **t, size_t *n, size_t *cap, const char *key,
+				   bool create)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcasecmp((*t)[i].key, key) == 0)
+			return &(*t)[i];
+	if (!create)
+		return NULL;
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*t = realloc(*t, *cap * sizeof **t);
+		if (!*t)
+			abort();
+	}
+	struct counter *c = &(*t)[(*n)++];
+	snprintf(c->key, sizeof c->key, "%s", key);
+	c->n = 0;
+	return c;
+}
+
+static void counter_dec(struct counter *t, size_t *n, const char *key)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if (strcasecmp(t[i].key, key) == 0) {
+			if (--t[i].n == 0)
+				t[i] = t[--*n];
+			return;
+		}
+	}
+}
+
+static uint64_t now_ms(const struct s2s *s) { return uv_now(s->loop); }
+
+/* ---- output ---- */
+
+static void out_flush(struct s2s_in *in)
+{
+	if (buf_len(&in->out)) {
+		net_conn_write(in->conn, buf_head(&in->out), buf_len(&in->out));
+		buf_consume(&in->out, buf_len(&in->out));
+		in->last_tx_ms = now_ms(in->srv);
+	}
+}
+
+static void out_str(struct s2s_in *in, const char *s) { buf_append(&in->out, s, strlen(s)); }
+
+static void out_attr(struct s2s_in *in, const char *name, const char *v)
+{
+	if (!v || !*v)
+		return;
+	out_str(in, " ");
+	out_str(in, name);
+	out_str(in, "='");
+	if (xs_escape(&in->out, v, strlen(v), true) != 0)
+		out_str(in, "invalid");
+	out_str(in, "'");
+}
+
+static void send_header(struct s2s_in *in)
+{
+	if (in->header_sent)
+		return;
+	out_str(in, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+		    "xmlns:stream='http://etherx.jabber.org/streams' "
+		    "xmlns:db='jabber:server:dialback' version='1.0'");
+	out_attr(in, "from", in->to[0] ? in->to : NULL);
+	out_attr(in, "to", in->from[0] ? in->from : NULL);
+	out_attr(in, "id", in->stream_id);
+	out_str(in, ">");
+	in->header_sent = true;
+}
+
+static void in_close(struct s2s_in *in, int reason);
+
+/* Sends a stream error (with a header first if none went out) and closes. */
+static void stream_error(struct s2s_in *in, enum xs_cond cond, enum xs_app app, const char *text)
+{
+	if (in->state == IN_CLOSING)
+		return;
+	char esc[160];
+	log_warn(in->id, "s2s_stream_error", "peer=%s from=%s to=%s cond=%s text=\"%s\"",
+		 in->ip, in->from[0] ? in->from : "-", in->to[0] ? in->to : "-",
+		 xs_cond_name(cond), log_escape(esc, sizeof esc, text ? text : "", text ? strlen(text) : 0));
+	in->srv->stats.stream_errors++;
+	send_header(in);
+	struct xs_error e = {.cond = cond, .app = app, .text = text ? text : ""};
+	xs_write_stream_error(&in->out, &e);
+	out_str(in, "</stream:stream>");
+	out_flush(in);
+	in_close(in, PE_PROTO);
+}
+
+static void in_close(struct s2s_in *in, int reason)
+{
+	if (in->state == IN_CLOSING)
+		return;
+	in->state = IN_CLOSING;
+	net_conn_close(in->conn, reason);
+}
+
+static void send_features(struct s2s_in *in)
+{
+	const struct partner *p = in->partner;
+	out_str(in, "<stream:features>");
+	if (in->state == IN_AUTHED) {
+		if (in->srv->conf->stream_management)
+			out_str(in, "<sm xmlns='" NS_SM "'/>");
+	} else {
+		if (!in->tls && p->tls != NEG_NOT_SUPPORTED)
+			out_str(in, p->tls == NEG_REQUIRED
+					    ? "<starttls xmlns='" NS_TLS "'><required/></starttls>"
+					    : "<starttls xmlns='" NS_TLS "'/>");
+		if (in->tls && in->cert_ok && p->sasl != NEG_NOT_SUPPORTED)
+			out_str(in, "<mechanisms xmlns='" NS_SASL
+				    "'><mechanism>EXTERNAL</mechanism></mechanisms>");
+	}
+	out_str(in, "</stream:features>");
+	out_flush(in);
+}
+
+/* ---- stream header ---- */
+
+static void check_cert_for_from(struct s2s_in *in);
+
+static bool copy_domain(char *dst, const char *src)
+{
+	size_t n = src ? strlen(src) : 0;
+	if (n == 0 || n >= DOMAIN_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)src[i];
+		if (c <= 0x20 || c == '@' || c == '/' || c == '<' || c == '>' || c == '\'' ||
+		    c == '"' || c == '&')
+			return false;
+		dst[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+	}
+	dst[n] = 0;
+	return true;
+}
+
+static void on_open(void *ud, const struct xs_open *o)
+{
+	struct s2s_in *in = ud;
+	struct s2s *s = in->srv;
+	uint64_t rnd[2];
+	if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
+		rnd[0] = rnd[1] = in->id;
+	snprintf(in->stream_id, sizeof in->stream_id, "%016llx%016llx",
+		 (unsigned long long)rnd[0], (unsigned long long)rnd[1]);
+	in->header_sent = false;
+	snprintf(in->lang, sizeof in->lang, "%s", o->lang ? o->lang : "");
+
+	char to[DOMAIN_MAX], from[DOMAIN_MAX];
+	bool to_ok = copy_domain(to, o->to), from_ok = copy_domain(from, o->from);
+	if (to_ok)
+		memcpy(in->to, to, sizeof to);
+	if (from_ok && !in->from[0]) {
+		memcpy(in->from, from, sizeof from);
+		check_cert_for_from(in); /* direct TLS: the handshake came before the name */
+	}
+	if (strcmp(o->content_ns, XS_NS_SERVER) != 0) {
+		stream_error(in, XS_COND_INVALID_NAMESPACE, XS_APP_NONE, "this is a server port");
+		return;
+	}
+	if (!o->version || strncmp(o->version, "1.", 2) != 0) {
+		stream_error(in, XS_COND_UNSUPPORTED_VERSION, XS_APP_NONE, "XMPP 1.0 streams only");
+		return;
+	}
+	if (!in->pol) {
+		stream_error(in, XS_COND_NOT_AUTHORIZED, XS_APP_NONE,
+			     "no federation policy received from a gateway yet");
+		return;
+	}
+	if (!to_ok || !policy_serves(in->pol, to, strlen(to))) {
+		stream_error(in, XS_COND_HOST_UNKNOWN, XS_APP_NONE, "that domain is not served here");
+		return;
+	}
+	if (!from_ok) {
+		stream_error(in, XS_COND_NOT_AUTHORIZED, XS_APP_NONE,
+			     "a 'from' naming the initiating domain is required");
+		return;
+	}
+	if (in->state != IN_HEADER && strcmp(from, in->from) != 0) {
+		stream_error(in, XS_COND_INVALID_FROM, XS_APP_NONE,
+			     "the initiating domain changed on stream restart");
+		return;
+	}
+	const struct partner *p = policy_partner(in->pol, from, strlen(from));
+	if (!p) {
+		stream_error(in, XS_COND_NOT_AUTHORIZED, XS_APP_NONE,
+			     "that domain is not an allowed partner");
+		return;
+	}
+	in->partner = p;
+	if (!in->counted_partner) {
+		struct counter *c = counter_get(&s->partners, &s->npartners, &s->cappartners,
+						p->domain, true);
+		uint32_t lim = p->connection_limit ? p->connection_limit
+						   : in->pol->per_partner_limit;
+		if (c->n >= lim) {
+			s->stats.refused_limit++;
+			stream_error(in, XS_COND_POLICY_VIOLATION, XS_APP_NONE,
+				     "too many connections from this partner");
+			return;
+		}
+		c->n++;
+		in->counted_partner = true;
+	}
+	if (in->tls && p->tls == NEG_NOT_SUPPORTED) {
+		stream_error(in, XS_COND_POLICY_VIOLATION, XS_APP_NONE,
+			     "TLS is not used with this partner");
+		return;
+	}
+	if (in->state == IN_HEADER)
+		in->state = IN_OPEN;
+	send_header(in);
+	if (in->state == IN_OPEN && in->tls && !in->cert_ok &&
+	    (p->sasl == NEG_REQUIRED || !p->dialback)) {
+		char why[600];
+		struct tls_sess *t = net_conn_tls(in->conn);
+		char ids[120];
+		certid_describe(tls_sess_peer_cert(t), ids, sizeof ids);
+		snprintf(why, sizeof why, "certificate not valid for %s: %s; %s", in->from,
+			 tls_sess_verify_result(t) == X509_V_OK ? "no matching identity"
+								: tls_sess_verify_error(t),
+			 ids);
+		stream_error(in, XS_COND_NOT_AUTHORIZED, XS_APP_NONE, why);
+		return;
+	}
+	send_features(in);
+}
+
+/* ---- TLS ---- */
+
+static void on_secure(struct net_conn *c)
+{
+	struct s2s_in *in = net_conn_arg(c);
+	struct tls_sess *t = net_conn_tls(c);
+	in->tls = true;
+	if (in->from[0]) {
+		in->cert_ok = tls_sess_verify_result(t) == X509_V_OK &&
+			      certid_xmpp_server(tls_sess_peer_cert(t), in->from) != CERTID_NONE;
+	}
+	log_info(in->id, "s2s_tls", "peer=%s from=%s version=%s cert=%s%s", in->ip,
+		 in->from[0] ? in->from : "-", tls_sess_version(t),
+		 tls_sess_peer_has_cert(t) ? (tls_sess_verify_result(t) == X509_V_OK ? "verified"
+										   : "unverified")
+					   : "none",
+		 in->cert_ok ? ",identity-ok" : "");
+}
+
+/* Direct TLS learns `from` only after the handshake: check identity once it is known. */
+static void check_cert_for_from(struct s2s_in *in)
+{
+	if (in->tls && !in->cert_ok && in->from[0]) {
+		struct tls_sess *t = net_conn_tls(in->conn);
+		in->cert_ok = tls_sess_verify_result(t) == X509_V_OK &&
+			      certid_xmpp_server(tls_sess_peer_cert(t), in->from) != CERTID_NONE;
+	}
+}
+
+/* ---- stanzas ---- */
+
+static void sm_push(struct s2s_in *in, uint64_t seq)
+{
+	if (!in->sm)
+		return;
+	if (in->sm_len == in->sm_cap) {
+		size_t cap = in->sm_cap ? in->sm_cap * 2 : 64;
+		uint64_t *v = malloc(cap * sizeof *v);
+		if (!v)
+			abort();
+		for (size_t i = 0; i < in->sm_len; i++)
+			v[i] = in->sm_seq[(in->sm_head + i) % in->sm_cap];
+		free(in->sm_seq);
+		in->sm_seq = v;
+		in->sm_cap = cap;
+		in->sm_head = 0;
+	}
+	in->sm_seq[(in->sm_head + in->sm_len) % in->sm_cap] = seq;
+	in->sm_len++;
+}
+
+/* Counts the stanzas whose frames the gateway acknowledged (all seqs below the outbox
+ * head), in order. Returns true if h moved. */
+static bool sm_advance(struct s2s_in *in)
+{
+	uint64_t head = in->srv->out->ob.head;
+	bool moved = false;
+	while (in->sm_len && in->sm_seq[in->sm_head] < head) {
+		in->sm_head = (in->sm_head + 1) % in->sm_cap;
+		in->sm_len--;
+		in->sm_h++;
+		moved = true;
+	}
+	return moved;
+}
+
+static void sm_send_a(struct s2s_in *in)
+{
+	char a[96];
+	snprintf(a, sizeof a, "<a xmlns='" NS_SM "' h='%llu'/>",
+		 (unsigned long long)(in->sm_h & 0xffffffffu));
+	out_str(in, a);
+	out_flush(in);
+}
+
+static void owe_a(struct s2s_in *in)
+{
+	if (in->on_alist)
+		return;
+	in->on_alist = true;
+	in->anext = in->srv->owed_a;
+	in->srv->owed_a = in;
+}
+
+static void pause_for_link(struct s2s_in *in)
+{
+	if (in->paused_link)
+		return;
+	in->paused_link = true;
+	net_conn_pause_read(in->conn);
+	if (!in->on_plist) {
+		in->on_plist = true;
+		in->pnext = in->srv->paused;
+		in->srv->paused = in;
+	}
+}
+
+/* Answers a stanza we cannot pass on with an error, as RFC 6120 §8.3 requires (never for
+ * an error stanza). */
+static void bounce_stanza(struct s2s_in *in, const struct xs_elem *el, const char *type,
+			  const char *cond, const char *text)
+{
+	const char *t = xs_elem_attr(el, NULL, "type");
+	if (t && strcmp(t, "error") == 0)
+		return;
+	out_str(in, "<");
+	out_str(in, el->name.p);
+	out_attr(in, "from", xs_elem_attr(el, NULL, "to"));
+	out_attr(in, "to", xs_elem_attr(el, NULL, "from"));
+	out_attr(in, "id", xs_elem_attr(el, NULL, "id"));
+	out_str(in, " type='error'><error type='");
+	out_str(in, type);
+	out_str(in, "'><");
+	out_str(in, cond);
+	out_str(in, " xmlns='" NS_STANZAS "'/><text xmlns='" NS_STANZAS "'>");
+	out_str(in, text);
+	out_str(in, "</text></error></");
+	out_str(in, el->name.p);
+	out_str(in, ">");
+	out_flush(in);
+}
+
+static void handle_stanza(struct s2s_in *in, const struct xs_elem *el)
+{
+	struct s2s *s = in->srv;
+	const char *from = xs_elem_attr(el, NULL, "from");
+	const char *to = xs_elem_attr(el, NULL, "to");
+	size_t dl;
+	const char *d;
+	if (!from || !to) {
+		stream_error(in, XS_COND_IMPROPER_ADDRESSING, XS_APP_NONE,
+			     "server-to-server stanzas need 'from' and 'to'");
+		return;
+	}
+	d = jid_domain(from, &dl);
+	if (dl != strlen(in->from) || strncasecmp(d, in->from, dl) != 0) {
+		stream_error(in, XS_COND_INVALID_FROM, XS_APP_NONE,
+			     "'from' is outside the authenticated domain");
+		return;
+	}
+	d = jid_domain(to, &dl);
+	if (!policy_serves(in->pol, d, dl)) {
+		stream_error(in, XS_COND_HOST_UNKNOWN, XS_APP_NONE, "'to' is not a served domain");
+		return;
+	}
+	Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
+	Parley__Link__Stanza st;
+	if (stanza_to_link(el, in->lang[0] ? in->lang : NULL, &s->scratch, &st) != 0) {
+		stream_error(in, XS_COND_UNSUPPORTED_STANZA_TYPE, XS_APP_NONE, "not a stanza");
+		return;
+	}
+	Parley__Link__StanzaMeta *m = &s->scratch.meta;
+	parley__link__stanza_meta__init(m);
+	m->peer_domain = in->from;
+	m->has_auth = 1;
+	m->auth = in->auth;
+	m->tls_version = in->tls ? (char *)tls_sess_version(net_conn_tls(in->conn)) : NULL;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	m->has_received_us = 1;
+	m->received_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	m->has_stream_id = 1;
+	m->stream_id = in->id;
+	st.meta = m;
+	st.ref = ((uint64_t)in->id << 32) | (in->stanzas & 0xffffffffu);
+	f.body_case = PARLEY__LINK__FRAME__BODY_STANZA;
+	f.stanza = &st;
+	int r = link_out_send(s->out, &f);
+	in->stanzas++;
+	s->stats.stanzas_in++;
+	if (r == 0) {
+		sm_push(in, f.seq);
+	} else {
+		/* Never silently dropped: the partner hears why (RFC 6120 §8.3). */
+		bounce_stanza(in, el, r == PE_TOOBIG ? "modify" : "wait",
+			      r == PE_TOOBIG ? "policy-violation" : "resource-constraint",
+			      r == PE_TOOBIG ? "stanza too large for the gateway link"
+					     : "gateway link congested, try again");
+		sm_push(in, 0);
+	}
+	if (link_out_full(s->out))
+		pause_for_link(in);
+}
+
+static void handle_starttls(struct s2s_in *in)
+{
+	if (in->tls || in->partner->tls == NEG_NOT_SUPPORTED) {
+		out_str(in, "<failure xmlns='" NS_TLS "'/></stream:stream>");
+		out_flush(in);
+		in_close(in, PE_PROTO);
+		return;
+	}
+	out_str(in, "<proceed xmlns='" NS_TLS "'/>");
+	out_flush(in);
+	xs_reset(in->xs);
+	in->state = IN_HEADER;
+	in->header_sent = false;
+	if (net_conn_start_tls(in->conn, in->srv->tls, true, NULL) != 0)
+		in_close(in, PE_TLS);
+}
+
+static void handle_auth(struct s2s_in *in, const struct xs_elem *el)
+{
+	const char *mech = xs_elem_attr(el, NULL, "mechanism");
+	if (!in->tls) {
+		stream_error(in, XS_COND_POLICY_VIOLATION, XS_APP_NONE, "SASL needs TLS");
+		return;
+	}
+	if (!mech || strcmp(mech, "EXTERNAL") != 0 || in->partner->sasl == NEG_NOT_SUPPORTED) {
+		out_str(in, "<failure xmlns='" NS_SASL "'><invalid-mechanism/></failure>");
+		out_flush(in);
+		return;
+	}
+	/* XEP-0178: the authzid, if given, must be the stream's initiating domain. */
+	size_t tl;
+	const char *txt = xs_elem_text(el, &tl);
+	if (tl && !(tl == 1 && txt[0] == '=')) {
+		unsigned char dec[DOMAIN_MAX + 4];
+		int pads = (tl >= 1 && txt[tl - 1] == '=') + (tl >= 2 && txt[tl - 2] == '=');
+		int n = tl % 4 == 0 && tl <= 4 * (DOMAIN_MAX / 3)
+				? EVP_DecodeBlock(dec, (const unsigned char *)txt, (int)tl)
+				: -1;
+		if (n > 0)
+			n -= pads;
+		if (n <= 0 || (size_t)n != strlen(in->from) ||
+		    strncasecmp((const char *)dec, in->from, (size_t)n) != 0) {
+			out_str(in, "<failure xmlns='" NS_SASL "'><invalid-authzid/></failure>");
+			out_flush(in);
+			return;
+		}
+	}
+	if (!in->cert_ok) {
+		out_str(in, "<failure xmlns='" NS_SASL "'><not-authorized/></failure>");
+		out_flush(in);
+		return;
+	}
+	out_str(in, "<success xmlns='" NS_SASL "'/>");
+	out_flush(in);
+	in->state = IN_AUTHED;
+	in->auth = PARLEY__LINK__AUTH_METHOD__AUTH_SASL_EXTERNAL;
+	in->srv->stats.authenticated++;
+	xs_reset(in->xs);
+	in->header_sent = false;
+	struct xs_limits lim = xs_limits_postauth;
+	lim.max_stanza_bytes = in->pol->max_stanza_bytes;
+	xs_set_limits(in->xs, &lim);
+	struct tls_sess *t = net_conn_tls(in->conn);
+	log_info(in->id, "s2s_auth",
+		 "peer=%s domain=%s method=EXTERNAL identity=%s partner=%s tls=%s direct_tls=%d",
+		 in->ip, in->from,
+		 certid_kind_name(certid_xmpp_server(tls_sess_peer_cert(t), in->from)),
+		 in->partner->domain, tls_sess_version(t), in->direct);
+}
+
+static void handle_sm(struct s2s_in *in, const struct xs_elem *el)
+{
+	const char *n = el->name.p;
+	if (strcmp(n, "enable") == 0) {
+		if (in->state != IN_AUTHED || !in->srv->conf->stream_management || in->sm) {
+			out_str(in, "<failed xmlns='" NS_SM "'><unexpected-request xmlns='" NS_STANZAS
+				    "'/></failed>");
+		} else {
+			in->sm = true;
+			out_str(in, "<enabled xmlns='" NS_SM "'/>");
+			log_info(in->id, "s2s_sm", "peer=%s domain=%s enabled=1", in->ip, in->from);
+		}
+		out_flush(in);
+	} else if (strcmp(n, "r") == 0 && in->sm) {
+		sm_advance(in);
+		sm_send_a(in);
+		if (in->sm_len)
+			owe_a(in); /* tell it again when the gateway catches up */
+	} else if (strcmp(n, "a") == 0 && in->sm) {
+		/* we send no stanzas on an inbound stream: nothing to release */
+	} else if (!in->sm) {
+		stream_error(in, XS_COND_UNSUPPORTED_STANZA_TYPE, XS_APP_NONE,
+			     "stream management not enabled");
+	}
+}
+
+static void on_stanza(void *ud, const struct xs_stanza *xst)
+{
+	struct s2s_in *in = ud;
+	const struct xs_elem *el = xst->el;
+	if (in->state == IN_CLOSING)
+		return;
+	if (strcmp(el->ns.p, XS_NS_SERVER) == 0) {
+		if (in->state != IN_AUTHED) {
+			if (!in->tls && in->partner && in->partner->tls == NEG_REQUIRED)
+				stream_error(in, XS_COND_POLICY_VIOLATION, XS_APP_NONE,
+					     "TLS is required before anything else");
+			else
+				stream_error(in, XS_COND_NOT_AUTHORIZED, XS_APP_NONE,
+					     "authenticate first");
+			return;
+		}
+		handle_stanza(in, el);
+		return;
+	}
+	if (strcmp(el->ns.p, NS_TLS) == 0 && strcmp(el->name.p, "starttls") == 0 &&
+	    in->state == IN_OPEN) {
+		handle_starttls(in);
+		return;
+	}
+	if (!in->tls && in->partner && in->partner->tls == NEG_REQUIRED) {
+		stream_error(in, XS_COND_POLICY_VIOLATION, XS_APP_NONE, "TLS is required first");
+		return;
+	}
+	if (strcmp(el->ns.p, NS_SASL) == 0 && strcmp(el->name.p, "auth") == 0 &&
+	    in->state == IN_OPEN) {
+		handle_auth(in, el);
+		return;
+	}
+	if (strcmp(el->ns.p, NS_SM) == 0) {
+		handle_sm(in, el);
+		return;
+	}
+	stream_error(in, XS_COND_UNSUPPORTED_STANZA_TYPE, XS_APP_NONE,
+		     in->state == IN_AUTHED ? "unexpected element" : "authenticate first");
+}
+
+static void on_xs_close(void *ud)
+{
+	struct s2s_in *in = ud;
+	if (in->state == IN_CLOSING)
+		return;
+	log_info(in->id, "s2s_close", "peer=%s domain=%s stanzas=%llu", in->ip,
+		 in->from[0] ? in->from : "-", (unsigned long long)in->stanzas);
+	send_header(in);
+	out_str(in, "</stream:stream>");
+	out_flush(in);
+	in_close(in, 0);
+}
+
+static void on_xs_error(void *ud, const struct xs_error *e)
+{
+	struct s2s_in *in = ud;
+	stream_error(in, e->cond, e->app, e->text);
+}
+
+static const struct xs_callbacks in_xs_cbs = {
+	.on_open = on_open,
+	.on_stanza = on_stanza,
+	.on_close = on_xs_close,
+	.on_error = on_xs_error,
+};
+
+/* ---- connection plumbing ---- */
+
+static void rate_resume(uv_timer_t *t)
+{
+	struct s2s_in *in = t->data;
+	in->paused_rate = false;
+	if (!in->paused_link && in->state != IN_CLOSING)
+		net_conn_resume_read(in->conn);
+}
+
+/* A token bucket of one second's worth: reading pauses when a connection spends it. */
+static void rate_account(struct s2s_in *in, size_t n)
+{
+	uint64_t rate = in->srv->conf->rate_limit;
+	if (!rate)
+		return;
+	uint64_t now = now_ms(in->srv);
+	in->tokens += (double)(now - in->tokens_ms) * (double)rate / 1000.0;
+	if (in->tokens > (double)rate)
+		in->tokens = (double)rate;
+	in->tokens_ms = now;
+	in->tokens -= (double)n;
+	if (in->tokens < 0 && !in->paused_rate) {
+		in->paused_rate = true;
+		net_conn_pause_read(in->conn);
+		uint64_t wait = (uint64_t)(-in->tokens * 1000.0 / (double)rate) + 1;
+		uv_timer_start(&in->rate_timer, rate_resume, wait, 0);
+	}
+}
+
+static void on_data(struct net_conn *c, const uint8_t *p, size_t n)
+{
+	struct s2s_in *in = net_conn_arg(c);
+	if (in->state == IN_CLOSING)
+		return;
+	in->last_rx_ms = now_ms(in->srv);
+	rate_account(in, n);
+	check_cert_for_from(in);
+	int r = xs_feed(in->xs, (const char *)p, n);
+	(void)r; /* errors arrive through on_xs_error */
+	if (in->state == IN_CLOSING)
+		return;
+	if (xs_unparsed(in->xs) && in->state == IN_HEADER && in->tls &&
+	    !tls_sess_handshake_done(net_conn_tls(c))) {
+		/* bytes pipelined behind <starttls/>: XMPP forbids it */
+		in_close(in, PE_PROTO);
+	}
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct s2s_in *in = t->data;
+	struct s2s *s = in->srv;
+	if (in->state == IN_CLOSING)
+		return;
+	uint64_t now = now_ms(s);
+	const struct policy *pol = in->pol ? in->pol : s->pol;
+	uint64_t est = (pol ? pol->establishment_s : 60) * 1000u;
+	uint64_t idle = (pol ? pol->inactivity_s : 600) * 1000u;
+	uint64_t ka = (pol ? pol->keepalive_s : 300) * 1000u;
+	if (in->state != IN_AUTHED && now - in->started_ms >= est) {
+		stream_error(in, XS_COND_CONNECTION_TIMEOUT, XS_APP_NONE,
+			     "stream not established in time");
+		return;
+	}
+	if (in->state == IN_AUTHED && now - in->last_rx_ms >= idle) {
+		log_info(in->id, "s2s_idle", "peer=%s domain=%s", in->ip, in->from);
+		send_header(in);
+		out_str(in, "</stream:stream>");
+		out_flush(in);
+		in_close(in, 0);
+		return;
+	}
+	if (in->state == IN_AUTHED && (!in->partner || in->partner->keepalive) &&
+	    now - in->last_tx_ms >= ka) {
+		out_str(in, " "); /* RFC 6120 §4.6.1 whitespace keepalive */
+		out_flush(in);
+	}
+}
+
+static void in_maybe_free(struct s2s_in *in)
+{
+	if (!in->conn_gone || in->handles)
+		return;
+	xs_free(in->xs);
+	buf_deinit(&in->out);
+	free(in->sm_seq);
+	policy_unref(in->pol);
+	free(in);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct s2s_in *in = h->data;
+	in->handles--;
+	in_maybe_free(in);
+}
+
+static void unlink_list(struct s2s_in **head, struct s2s_in *in, size_t off_next)
+{
+	for (struct s2s_in **pp = head; *pp;
+	     pp = (struct s2s_in **)((char *)*pp + off_next)) {
+		if (*pp == in) {
+			*pp = *(struct s2s_in **)((char *)in + off_next);
+			return;
+		}
+	}
+}
+
+static void on_close(struct net_conn *c, int reason)
+{
+	struct s2s_in *in = net_conn_arg(c);
+	struct s2s *s = in->srv;
+	log_debug(in->id, "s2s_closed", "peer=%s reason=\"%s\"", in->ip,
+		  reason ? pe_strerror(reason) : "closed");
+	in->state = IN_CLOSING;
+	if (in->prev)
+		in->prev->next = in->next;
+	else
+		s->streams = in->next;
+	if (in->next)
+		in->next->prev = in->prev;
+	s->nstreams--;
+	if (in->on_plist)
+		unlink_list(&s->paused, in, offsetof(struct s2s_in, pnext));
+	if (in->on_alist)
+		unlink_list(&s->owed_a, in, offsetof(struct s2s_in, anext));
+	counter_dec(s->ips, &s->nips, in->ip);
+	if (in->counted_partner)
+		counter_dec(s->partners, &s->npartners, in->partner->domain);
+	in->conn_gone = true;
+	uv_close((uv_handle_t *)&in->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&in->rate_timer, on_handle_closed);
+}
+
+static const struct net_conn_cbs in_cbs = {
+	.on_secure = on_secure,
+	.on_data = on_data,
+	.on_close = on_close,
+};
+
+static void strip_port(char *ip)
+{
+	/* "1.2.3.4:5" or "[::1]:5" -> address only */
+	if (ip[0] == '[') {
+		char *e = strchr(ip, ']');
+		if (e) {
+			*e = 0;
+			memmove(ip, ip + 1, strlen(ip + 1) + 1);
+		}
+		return;
+	}
+	char *colon = strrchr(ip, ':');
+	if (colon && strchr(ip, ':') == colon)
+		*colon = 0;
+}
+
+static void accept_stream(struct s2s *s, struct net_conn *c, bool direct)
+{
+	struct s2s_in *in = calloc(1, sizeof *in);
+	if (!in)
+		abort();
+	in->srv = s;
+	in->conn = c;
+	in->id = net_conn_id(c);
+	in->direct = direct;
+	snprintf(in->ip, sizeof in->ip, "%s", net_conn_peer(c));
+	strip_port(in->ip);
+	in->pol = policy_ref(s->pol);
+	struct xs_limits lim = xs_limits_preauth;
+	if (in->pol)
+		lim.max_stanza_bytes = in->pol->preauth_stanza_bytes;
+	in->xs = xs_new(&lim, &in_xs_cbs, in);
+	buf_init(&in->out, 0);
+	in->started_ms = in->last_rx_ms = in->last_tx_ms = in->tokens_ms = now_ms(s);
+	in->tokens = (double)s->conf->rate_limit;
+	uv_timer_init(s->loop, &in->timer);
+	uv_timer_init(s->loop, &in->rate_timer);
+	in->timer.data = in->rate_timer.data = in;
+	in->handles = 2;
+	uv_timer_start(&in->timer, on_timer, 1000, 1000);
+	in->next = s->streams;
+	if (s->streams)
+		s->streams->prev = in;
+	s->streams = in;
+	s->nstreams++;
+	s->stats.accepted++;
+	net_conn_set_cbs(c, &in_cbs, in);
+
+	struct counter *ipc = counter_get(&s->ips, &s->nips, &s->capips, in->ip, true);
+	ipc->n++;
+	uint32_t total = s->pol ? s->pol->connection_limit : 1000;
+	if (s->stopping) {
+		stream_error(in, XS_COND_SYSTEM_SHUTDOWN, XS_APP_NONE, "shutting down");
+	} else if (ipc->n > s->conf->max_per_ip || s->nstreams > total) {
+		s->stats.refused_limit++;
+		stream_error(in, XS_COND_POLICY_VIOLATION, XS_APP_NONE,
+			     ipc->n > s->conf->max_per_ip ? "too many connections from this address"
+							  : "connection limit reached");
+	} else if (direct && net_conn_start_tls(c, s->tls, true, NULL) != 0) {
+		in_close(in, PE_TLS);
+	}
+	log_debug(in->id, "s2s_accept", "peer=%s direct_tls=%d", in->ip, direct);
+}
+
+static void on_accept_starttls(void *arg, struct net_conn *c) { accept_stream(arg, c, false); }
+static void on_accept_direct(void *arg, struct net_conn *c) { accept_stream(arg, c, true); }
+
+static int parse_hostport(const char *s, char *host, size_t cap, uint16_t *port)
+{
+	const char *h = s, *colon;
+	size_t hl;
+	if (*s == '[') {
+		const char *e = strchr(s, ']');
+		if (!e || e[1] != ':')
+			return PE_CONFIG;
+		h = s + 1;
+		hl = (size_t)(e - h);
+		colon = e + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return PE_CONFIG;
+		hl = (size_t)(colon - s);
+	}
+	char *end;
+	unsigned long p = strtoul(colon + 1, &end, 10);
+	if (*end || p > 65535 || hl == 0 || hl >= cap)
+		return PE_CONFIG;
+	memcpy(host, h, hl);
+	host[hl] = 0;
+	*port = (uint16_t)p;
+	return 0;
+}
+
+static int listen_all(struct s2s *s, const struct conf_strlist *l, net_accept_cb cb,
+		      const char *what)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		char host[128];
+		uint16_t port;
+		if (parse_hostport(l->v[i], host, sizeof host, &port) ||
+		    s->nls == sizeof s->ls / sizeof s->ls[0]) {
+			log_error(0, "s2s_listen", "addr=\"%s\" err=\"not host:port\"", l->v[i]);
+			return PE_CONFIG;
+		}
+		int r = net_listen(s->loop, host, port, 511, cb, s, &s->ls[s->nls]);
+		if (r) {
+			log_error(0, "s2s_listen", "addr=%s port=%u err=\"%s\"", host, port,
+				  pe_strerror(r));
+			return r;
+		}
+		log_info(0, "s2s_listen", "addr=%s port=%u kind=%s", host,
+			 net_listener_port(s->ls[s->nls]), what);
+		s->nls++;
+	}
+	return 0;
+}
+
+int s2s_start(uv_loop_t *loop, const struct s2s_conf *conf, struct link_out *out,
+	      struct s2s **res)
+{
+	char err[512];
+	struct s2s *s = calloc(1, sizeof *s);
+	if (!s)
+		abort();
+	s->loop = loop;
+	s->conf = conf;
+	s->out = out;
+	stanza_scratch_init(&s->scratch);
+	if (conf->listen.n || conf->listen_tls.n) {
+		static const char *const alpn[] = {"xmpp-server", NULL};
+		struct tls_ctx_cfg t = {.ca_file = conf->ca,
+					.cert_file = conf->cert,
+					.key_file = conf->key,
+					.min_version = TLS1_2_VERSION,
+					.request_peer_cert = true,
+					.alpn = alpn};
+		if (!conf->cert || !conf->key) {
+			log_error(0, "s2s_config", "err=\"[s2s] cert and key are required to listen\"");
+			s2s_free(s);
+			return PE_CONFIG;
+		}
+		s->tls = tls_ctx_new(true, &t, err, sizeof err);
+		if (!s->tls) {
+			log_error(0, "s2s_tls", "err=\"%s\"", err);
+			s2s_free(s);
+			return PE_TLS;
+		}
+	}
+	int r = listen_all(s, &conf->listen, on_accept_starttls, "starttls");
+	if (!r)
+		r = listen_all(s, &conf->listen_tls, on_accept_direct, "direct-tls");
+	if (r) {
+		s2s_free(s);
+		return r;
+	}
+	*res = s;
+	return 0;
+}
+
+void s2s_stop(struct s2s *s)
+{
+	s->stopping = true;
+	for (size_t i = 0; i < s->nls; i++)
+		net_listener_close(s->ls[i]);
+	s->nls = 0;
+	for (struct s2s_in *in = s->streams, *next; in; in = next) {
+		next = in->next;
+		stream_error(in, XS_COND_SYSTEM_SHUTDOWN, XS_APP_NONE, "the edge is shutting down");
+	}
+}
+
+void s2s_free(struct s2s *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->nls; i++)
+		net_listener_close(s->ls[i]);
+	policy_unref(s->pol);
+	tls_ctx_free(s->tls);
+	stanza_scratch_deinit(&s->scratch);
+	free(s->ips);
+	free(s->partners);
+	free(s);
+}
+
+void s2s_set_policy(struct s2s *s, const Parley__Link__PolicySnapshot *snap)
+{
+	if (s->pol && snap->generation <= s->pol->generation)
+		return;
+	struct policy *p = policy_from_snapshot(snap);
+	policy_unref(s->pol);
+	s->pol = p;
+	log_info(0, "policy_applied", "generation=%llu served=%zu partners=%zu",
+		 (unsigned long long)p->generation, p->nserved, p->npartners);
+	/* Streams still negotiating pick it up; authenticated ones keep what they agreed to. */
+	for (struct s2s_in *in = s->streams; in; in = in->next) {
+		if (in->state == IN_HEADER && !in->header_sent) {
+			policy_unref(in->pol);
+			in->pol = policy_ref(p);
+		}
+	}
+}
+
+void s2s_link_room(struct s2s *s)
+{
+	struct s2s_in *in = s->paused;
+	s->paused = NULL;
+	while (in) {
+		struct s2s_in *next = in->pnext;
+		in->on_plist = false;
+		in->paused_link = false;
+		if (!in->paused_rate && in->state != IN_CLOSING)
+			net_conn_resume_read(in->conn);
+		in = next;
+	}
+}
+
+void s2s_link_acked(struct s2s *s)
+{
+	struct s2s_in **pp = &s->owed_a;
+	while (*pp) {
+		struct s2s_in *in = *pp;
+		if (sm_advance(in) && in->state == IN_AUTHED)
+			sm_send_a(in);
+		if (in->sm_len == 0) {
+			*pp = in->anext;
+			in->on_alist = false;
+		} else {
+			pp = &in->anext;
+		}
+	}
+}
+
+const struct s2s_stats *s2s_stats(const struct s2s *s) { return &s->stats; }
+size_t s2s_stream_count(const struct s2s *s) { return s->nstreams; }

@@ -1,0 +1,68 @@
+/* Inbound XMPP server-to-server streams (RFC 6120): listeners on the external interface,
+ * STARTTLS and direct TLS (XEP-0368), SASL EXTERNAL (XEP-0178), validation against the
+ * federation policy, limits, XEP-0198 acknowledgements tied to the link's, and hand-off of
+ * each accepted stanza to the internal link. */
+#ifndef PARLEY_PROXY_S2S_H
+#define PARLEY_PROXY_S2S_H
+
+#include "conf.h"
+#include "link.h"
+#include "policy.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct s2s_conf {
+	struct conf_strlist listen;     /* host:port, STARTTLS (5269) */
+	struct conf_strlist listen_tls; /* host:port, direct TLS (5270) */
+	char *cert;                     /* the edge's certificate: a SAN for every served domain */
+	char *key;
+	char *ca;                       /* CAs to verify partners; NULL = the system's */
+	uint64_t max_per_ip;            /* concurrent inbound connections from one address */
+	uint64_t rate_limit;            /* bytes/s read per connection; 0 = none */
+	bool stream_management;         /* offer XEP-0198 after authentication */
+};
+
+#define S2S_CONF_OPTIONS(T, m)                                                                     \
+	{"s2s", "listen", CONF_STRLIST, 3, 300, NULL, offsetof(T, m.listen), false, false, NULL,  \
+	 "address:port for STARTTLS S2S (repeat for IPv4 and IPv6), e.g. 0.0.0.0:5269"},           \
+	{"s2s", "listen_tls", CONF_STRLIST, 3, 300, NULL, offsetof(T, m.listen_tls), false, false, \
+	 NULL, "address:port for direct-TLS S2S (XEP-0368), e.g. [::]:5270"},                      \
+	{"s2s", "cert", CONF_PATH, 0, 0, NULL, offsetof(T, m.cert), true, false, NULL,           \
+	 "the edge's certificate chain, with a subjectAltName for every served domain"},           \
+	{"s2s", "key", CONF_PATH, 0, 0, NULL, offsetof(T, m.key), true, false, NULL,             \
+	 "its private key"},                                                                       \
+	{"s2s", "ca", CONF_PATH, 0, 0, NULL, offsetof(T, m.ca), true, false, NULL,               \
+	 "CA bundle to verify partner certificates (default: the system's)"},                      \
+	{"s2s", "max_per_ip", CONF_UINT, 1, 100000, "32", offsetof(T, m.max_per_ip), true, false, \
+	 NULL, "concurrent inbound connections from one IP address"},                              \
+	{"s2s", "rate_limit", CONF_SIZE, 0, 1099511627776, "16M", offsetof(T, m.rate_limit),      \
+	 true, false, NULL, "bytes per second read from one connection; beyond it reading pauses"}, \
+	{"s2s", "stream_management", CONF_BOOL, 0, 0, "true", offsetof(T, m.stream_management),   \
+	 true, false, NULL, "offer XEP-0198 to authenticated partners"}
+
+struct s2s;
+
+/* Starts the listeners. Stanzas go to out (the link toward the gateway). Returns 0 or an
+ * error (logged). */
+int s2s_start(uv_loop_t *loop, const struct s2s_conf *conf, struct link_out *out,
+	      struct s2s **res);
+/* Closes every stream with <system-shutdown/> and the listeners. */
+void s2s_stop(struct s2s *s);
+void s2s_free(struct s2s *s);
+
+/* A new policy from the gateway; streams already authenticated keep theirs. */
+void s2s_set_policy(struct s2s *s, const Parley__Link__PolicySnapshot *snap);
+/* The link has room again: resume streams paused for it. */
+void s2s_link_room(struct s2s *s);
+/* The link acknowledged frames: XEP-0198 streams may report more handled stanzas. */
+void s2s_link_acked(struct s2s *s);
+
+struct s2s_stats {
+	uint64_t accepted, authenticated, stanzas_in, stream_errors, refused_limit;
+};
+const struct s2s_stats *s2s_stats(const struct s2s *s);
+size_t s2s_stream_count(const struct s2s *s);
+
+#endif
