@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
 
 #define NET__CHUNK (64 * 1024)		 /* read buffer and plaintext chunk size */
 #define NET__BATCH (256 * 1024)		 /* flush at once when this much is waiting */
@@ -749,6 +751,39 @@ static void on_listener_closed(uv_handle_t *h)
 	free(h->data);
 }
 
+/* systemd socket activation: a listening socket passed as fd 3.. (LISTEN_FDS, and LISTEN_PID
+ * if set naming us) bound to exactly this address is adopted instead of binding anew, so
+ * connections made while the daemon restarts wait in the kernel's backlog. Returns the fd or
+ * -1. */
+static int inherited_listener(const struct sockaddr_storage *want)
+{
+	const char *nfds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+	if (!nfds || (pid && strtol(pid, NULL, 10) != (long)getpid()))
+		return -1;
+	long n = strtol(nfds, NULL, 10);
+	for (int fd = 3; n > 0 && n < 64 && fd < 3 + n; fd++) {
+		struct sockaddr_storage have;
+		socklen_t len = sizeof have;
+		int listening = 0;
+		socklen_t ll = sizeof listening;
+		if (getsockname(fd, (struct sockaddr *)&have, &len) != 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) != 0 || !listening ||
+		    have.ss_family != want->ss_family)
+			continue;
+		if (have.ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const void *)&have, *b = (const void *)want;
+			if (a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr)
+				return fd;
+		} else if (have.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const void *)&have, *b = (const void *)want;
+			if (a->sin6_port == b->sin6_port &&
+			    memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0)
+				return fd;
+		}
+	}
+	return -1;
+}
+
 int net_listen(uv_loop_t *loop, const char *ip, uint16_t port, int backlog, net_accept_cb cb,
 	       void *arg, struct net_listener **out)
 {
@@ -769,9 +804,16 @@ int net_listen(uv_loop_t *loop, const char *ip, uint16_t port, int backlog, net_
 		return r;
 	}
 	l->tcp.data = l;
-	/* libuv sets SO_REUSEADDR on bind; a bind error may also surface at listen. */
-	r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss,
-			ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+	int fd = port ? inherited_listener(&ss) : -1;
+	if (fd >= 0) {
+		r = uv_tcp_open(&l->tcp, fd);
+		if (!r)
+			log_info(0, "net.listen_inherited", "ip=%s port=%u fd=%d", ip, port, fd);
+	} else {
+		/* libuv sets SO_REUSEADDR on bind; a bind error may also surface at listen. */
+		r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss,
+				ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+	}
 	if (!r)
 		r = uv_listen((uv_stream_t *)&l->tcp, backlog, on_connection);
 	if (!r)

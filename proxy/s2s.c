@@ -62,6 +62,7 @@ struct s2s_in {
 	bool sm;
 	bool paused_link;
 	bool paused_rate;
+	bool paused_policy; /* arrived before any policy: not read until one comes */
 	bool counted_partner;
 	uv_timer_t timer;
 	uv_timer_t rate_timer;
@@ -100,6 +101,9 @@ struct s2s {
 	struct stanza_scratch scratch;
 	struct s2s_stats stats;
 	bool stopping;
+	uv_timer_t policy_timer; /* ends the wait for a first policy */
+	bool policy_timer_on;
+	bool policy_wait_over;
 };
 
 static struct counter *counter_get(struct counter **t, size_t *n, size_t *cap, const char *key,
@@ -221,6 +225,8 @@ static void send_features(struct s2s_in *in)
 	out_str(in, "</stream:features>");
 	out_flush(in);
 }
+
+static void on_policy_wait_over(uv_timer_t *t);
 
 /* ---- stream header ---- */
 
@@ -683,12 +689,18 @@ static const struct xs_callbacks in_xs_cbs = {
 
 /* ---- connection plumbing ---- */
 
+/* Reading resumes only when no reason to pause is left. */
+static void in_maybe_resume(struct s2s_in *in)
+{
+	if (!in->paused_link && !in->paused_rate && !in->paused_policy && in->state != IN_CLOSING)
+		net_conn_resume_read(in->conn);
+}
+
 static void rate_resume(uv_timer_t *t)
 {
 	struct s2s_in *in = t->data;
 	in->paused_rate = false;
-	if (!in->paused_link && in->state != IN_CLOSING)
-		net_conn_resume_read(in->conn);
+	in_maybe_resume(in);
 }
 
 /* A token bucket of one second's worth: reading pauses when a connection spends it. */
@@ -882,6 +894,9 @@ static void accept_stream(struct s2s *s, struct net_conn *c, bool direct)
 							  : "connection limit reached");
 	} else if (direct && net_conn_start_tls(c, s->tls, true, NULL) != 0) {
 		in_close(in, PE_TLS);
+	} else if (!s->pol && !s->policy_wait_over) {
+		in->paused_policy = true;
+		net_conn_pause_read(c);
 	}
 	log_debug(in->id, "s2s_accept", "peer=%s direct_tls=%d", in->ip, direct);
 }
@@ -971,20 +986,27 @@ int s2s_start(uv_loop_t *loop, const struct s2s_conf *conf, struct link_out *out
 			return PE_TLS;
 		}
 	}
+	uv_timer_init(loop, &s->policy_timer);
+	s->policy_timer.data = s;
+	s->policy_timer_on = true;
+	uv_timer_start(&s->policy_timer, on_policy_wait_over, conf->policy_wait_ms, 0);
+	uv_unref((uv_handle_t *)&s->policy_timer);
+	/* Even on failure *res is set: the timer belongs to the loop until the caller has
+	 * closed every handle, and only then may s2s_free run. */
+	*res = s;
 	int r = listen_all(s, &conf->listen, on_accept_starttls, "starttls");
 	if (!r)
 		r = listen_all(s, &conf->listen_tls, on_accept_direct, "direct-tls");
-	if (r) {
-		s2s_free(s);
-		return r;
-	}
-	*res = s;
-	return 0;
+	return r;
 }
 
 void s2s_stop(struct s2s *s)
 {
 	s->stopping = true;
+	if (s->policy_timer_on) {
+		uv_close((uv_handle_t *)&s->policy_timer, NULL);
+		s->policy_timer_on = false;
+	}
 	for (size_t i = 0; i < s->nls; i++)
 		net_listener_close(s->ls[i]);
 	s->nls = 0;
@@ -1023,6 +1045,27 @@ void s2s_set_policy(struct s2s *s, const Parley__Link__PolicySnapshot *snap)
 			policy_unref(in->pol);
 			in->pol = policy_ref(p);
 		}
+		if (in->paused_policy) {
+			in->paused_policy = false;
+			in_maybe_resume(in);
+		}
+	}
+}
+
+/* No policy came in time: streams still waiting are read now, and refused. */
+static void on_policy_wait_over(uv_timer_t *t)
+{
+	struct s2s *s = t->data;
+	s->policy_wait_over = true;
+	if (s->pol)
+		return;
+	log_warn(0, "policy_missing", "waited_ms=%llu; refusing S2S until a gateway connects",
+		 (unsigned long long)s->conf->policy_wait_ms);
+	for (struct s2s_in *in = s->streams; in; in = in->next) {
+		if (in->paused_policy) {
+			in->paused_policy = false;
+			in_maybe_resume(in);
+		}
 	}
 }
 
@@ -1034,8 +1077,7 @@ void s2s_link_room(struct s2s *s)
 		struct s2s_in *next = in->pnext;
 		in->on_plist = false;
 		in->paused_link = false;
-		if (!in->paused_rate && in->state != IN_CLOSING)
-			net_conn_resume_read(in->conn);
+		in_maybe_resume(in);
 		in = next;
 	}
 }

@@ -22,6 +22,7 @@ struct s2s_conf {
 	uint64_t max_per_ip;            /* concurrent inbound connections from one address */
 	uint64_t rate_limit;            /* bytes/s read per connection; 0 = none */
 	bool stream_management;         /* offer XEP-0198 after authentication */
+	uint64_t policy_wait_ms;        /* hold early streams this long for a first policy */
 };
 
 #define S2S_CONF_OPTIONS(T, m)                                                                     \
@@ -40,12 +41,16 @@ struct s2s_conf {
 	{"s2s", "rate_limit", CONF_SIZE, 0, 1099511627776, "16M", offsetof(T, m.rate_limit),      \
 	 true, false, NULL, "bytes per second read from one connection; beyond it reading pauses"}, \
 	{"s2s", "stream_management", CONF_BOOL, 0, 0, "true", offsetof(T, m.stream_management),   \
-	 true, false, NULL, "offer XEP-0198 to authenticated partners"}
+	 true, false, NULL, "offer XEP-0198 to authenticated partners"},                           \
+	{"s2s", "policy_wait", CONF_DURATION_MS, 0, 600000, "10s", offsetof(T, m.policy_wait_ms),  \
+	 false, false, NULL,                                                                       \
+	 "after start, streams wait this long for the gateway's first policy before refusal"}
 
 struct s2s;
 
 /* Starts the listeners. Stanzas go to out (the link toward the gateway). Returns 0 or an
- * error (logged). */
+ * error (logged); *res is set whenever a struct was made (free it with s2s_free after the
+ * loop's handles are closed, also on error). */
 int s2s_start(uv_loop_t *loop, const struct s2s_conf *conf, struct link_out *out,
 	      struct s2s **res);
 /* Closes every stream with <system-shutdown/> and the listeners. */

@@ -21,6 +21,16 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def listening_socket(host, port=0):
+    """A bound, listening TCP socket (for socket activation); returns (socket, port)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(128)
+    return s, s.getsockname()[1]
+
+
 def make_certs(directory, *names, ca=None, eku=None):
     """Runs deploy/mkcerts.sh; returns the directory."""
     cmd = ["bash", os.path.join(ROOT, "deploy", "mkcerts.sh")]
@@ -47,11 +57,19 @@ class Daemon:
         self.proc = None
         self.exit_code = None
 
-    def start(self):
+    def start(self, listen_socks=()):
+        """listen_socks: listening sockets handed over as systemd socket activation does
+        (fds 3.., LISTEN_FDS, LISTEN_PID), so they outlive a killed daemon."""
         env = dict(os.environ)
         logf = open(self.log, "a")
-        self.proc = subprocess.Popen([self.binary, "-c", self.conf], stdout=logf,
-                                     stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
+        argv = [self.binary, "-c", self.conf]
+        fds = [s.fileno() for s in listen_socks]
+        if fds:
+            moves = " ".join("%d<&%d" % (3 + i, fd) for i, fd in enumerate(fds))
+            argv = ["/bin/bash", "-c", 'exec %s; LISTEN_PID=$$ LISTEN_FDS=%d exec "$0" "$@"'
+                    % (moves, len(fds))] + argv
+        self.proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                     cwd=self.workdir, pass_fds=fds)
         logf.close()
         return self
 
