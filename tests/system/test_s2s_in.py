@@ -27,14 +27,17 @@ def certs(tmp_path_factory):
 class Edge:
     """parley-proxy + parley-gateway (test sink) with a federation policy."""
 
-    def __init__(self, tmp_path, daemons, certs, policy=None, max_per_ip=32, gateway=True):
-        self.port = free_port(HOST)
-        self.tls_port = free_port(HOST)
+    def __init__(self, tmp_path, daemons, certs, policy=None, max_per_ip=32, gateway=True,
+                 host=HOST, s2s_extra=""):
+        self.host = host
+        self.port = free_port(host)
+        self.tls_port = free_port(host)
         link = free_port()
+        fmt = "[%s]:%d" if ":" in host else "%s:%d"
         self.px = Daemon("parley-proxy", tmp_path, "proxy",
                          proxy_conf(certs, link) +
-                         s2s_conf(certs, "%s:%d" % (HOST, self.port),
-                                  "%s:%d" % (HOST, self.tls_port), max_per_ip=max_per_ip)).start()
+                         s2s_conf(certs, fmt % (host, self.port), fmt % (host, self.tls_port),
+                                  max_per_ip=max_per_ip, extra=s2s_extra)).start()
         daemons.append(self.px)
         self.px.wait_log(r"event=s2s_listen .*kind=direct-tls")
         self.sink = str(tmp_path / "sink.txt")
@@ -48,7 +51,7 @@ class Edge:
 
     def client(self, certs, frm="partner.test", to="corp.test", cert="partner.test",
                direct=False, **kw):
-        return S2SClient(HOST, self.tls_port if direct else self.port, to, frm, certs=certs,
+        return S2SClient(self.host, self.tls_port if direct else self.port, to, frm, certs=certs,
                          cert_name=cert, direct_tls=direct, **kw)
 
     def stanzas(self):
@@ -235,3 +238,56 @@ def test_sigterm_sends_system_shutdown(tmp_path, daemons, certs):
     assert c.stream_error() == "system-shutdown"
     c.close()  # as a partner does after </stream:stream>
     assert e.px.proc.wait(10) == 0
+
+
+def test_ipv6_listener(tmp_path, daemons, certs):
+    e = Edge(tmp_path, daemons, certs, host="::1")
+    for direct in (False, True):
+        c = e.client(certs, direct=direct)
+        c.authenticate(direct_tls=direct)
+        c.message("bob@corp.test", "alice@partner.test", "over v6 %d" % direct)
+    wait_for(lambda: len(e.stanzas()) == 2, 10, "both stanzas")
+    e.px.wait_log(r"event=s2s_listen addr=::1 .*kind=direct-tls")
+
+
+def test_per_partner_connection_limit(tmp_path, daemons, certs):
+    e = Edge(tmp_path, daemons, certs, policy=policy_conf(per_partner_limit=2))
+    a, b = e.client(certs), e.client(certs)
+    a.authenticate()
+    b.authenticate()
+    c = e.client(certs)
+    c.send(header("corp.test", "partner.test"))
+    assert c.stream_error() == "policy-violation"
+    assert "too many connections from this partner" in c.buf
+    a.close()
+    time.sleep(0.5)
+    d = e.client(certs)
+    d.authenticate()  # a slot freed
+
+
+def test_whitespace_keepalive_then_inactivity_close(tmp_path, daemons, certs):
+    e = Edge(tmp_path, daemons, certs,
+             policy=policy_conf(keepalive="1s", inactivity_timeout="4s"))
+    c = e.client(certs)
+    c.authenticate()
+    c.buf = ""
+    t0 = time.monotonic()
+    c.read_until(r"^ +", timeout=4)  # RFC 6120 4.6.1 whitespace keepalive
+    c.read_until(r"</stream:stream>", timeout=8)  # idle past the inactivity timeout
+    assert time.monotonic() - t0 >= 2.5
+    assert "<stream:error>" not in c.buf
+    assert c.wait_closed()
+
+
+def test_rate_limit_pauses_reading_without_loss(tmp_path, daemons, certs):
+    e = Edge(tmp_path, daemons, certs, s2s_extra="rate_limit = 64k")
+    c = e.client(certs)
+    c.authenticate()
+    t0 = time.monotonic()
+    body = "r" * 900
+    for i in range(300):  # ~300 KiB: more than four seconds' worth at 64 KiB/s
+        c.message("bob@corp.test", "alice@partner.test", "%d %s" % (i, body))
+    wait_for(lambda: len(e.stanzas()) == 300, 30, "all 300 stanzas")
+    took = time.monotonic() - t0
+    assert took > 3.0, took
+    assert [g[3].split()[0] for g in e.stanzas()] == [str(i) for i in range(300)]
