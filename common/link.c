@@ -234,6 +234,16 @@ void link_peer_deinit(struct link_peer *p) { inbox_deinit(&p->in); }
 
 void link_peer_processed(struct link_peer *p, uint64_t seq)
 {
+	link_peer_processed_in(p, p->in.peer_epoch, seq);
+}
+
+void link_peer_processed_in(struct link_peer *p, uint64_t epoch, uint64_t seq)
+{
+	if (epoch != p->in.peer_epoch) {
+		log_debug(0, "link_stale_completion", "node=%s seq=%llu", p->node_id,
+			  (unsigned long long)seq);
+		return;
+	}
 	inbox_processed(&p->in, seq);
 	struct link_session *s = p->sess;
 	if (s && !s->in_dispatch && !s->closing && !uv_is_active((uv_handle_t *)&s->acker))
@@ -266,6 +276,20 @@ static void out_acked(struct link_out *o, uint64_t head)
 	}
 }
 
+/* A node id is logged unescaped as node=... and kept in link_peer.node_id: one word of
+ * printable ASCII that fits, so a peer cannot forge log fields or lines, nor two long ids
+ * collapse into one truncated name. */
+static bool node_id_ok(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n >= sizeof((struct link_peer *)0)->node_id)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)id[i] <= 0x20 || (unsigned char)id[i] >= 0x7f)
+			return false;
+	return true;
+}
+
 static void handle_hello(struct link_session *s, const Parley__Link__Hello *h)
 {
 	int want_role = s->cfg->role == PARLEY__LINK__ROLE__ROLE_PROXY
@@ -277,6 +301,10 @@ static void handle_hello(struct link_session *s, const Parley__Link__Hello *h)
 	}
 	if ((int)h->role != want_role) {
 		session_fail(s, PE_PROTO, "peer has the same role as we do");
+		return;
+	}
+	if (!node_id_ok(h->node_id)) {
+		session_fail(s, PE_PROTO, "node id empty, too long or not printable ASCII");
 		return;
 	}
 	bool first = !s->hello_rx;

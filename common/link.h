@@ -88,8 +88,14 @@ void link_out_attach(struct link_out *o, struct link_session *s);
 
 int link_peer_init(struct link_peer *p, const char *node_id, uint32_t window);
 void link_peer_deinit(struct link_peer *p);
-/* Records that frame seq from this peer reached its final outcome; acks follow. */
+/* Records that frame seq from this peer reached its final outcome; acks follow. Only for
+ * completions inside on_frame or the same read's on_batch_end. */
 void link_peer_processed(struct link_peer *p, uint64_t seq);
+/* The same for a completion that may come later (a SIP final response): epoch is the peer
+ * epoch the frame arrived in (p->in.peer_epoch during on_frame). A completion from an epoch
+ * that is no longer current is ignored: the restarted sender numbers from 1 again, and the
+ * old seq must not mark a new frame as done. */
+void link_peer_processed_in(struct link_peer *p, uint64_t epoch, uint64_t seq);
 
 /* Takes over an open net_conn (TLS already started). dialer=true: we send Hello first and
  * peer must be given; otherwise the peer is chosen by app->on_hello. */

@@ -119,7 +119,10 @@ static void on_down(struct link_session *s, int reason, void *arg)
 {
 	(void)arg;
 	(void)reason;
-	struct edge *e = link_session_peer(s)->data;
+	struct link_peer *p = link_session_peer(s);
+	if (!p) /* replaced by a newer session of the same edge: that one carries on */
+		return;
+	struct edge *e = p->data;
 	e->connecting = false;
 	schedule_retry(e);
 }

@@ -11,7 +11,8 @@
 struct edgelink;
 
 /* Called for every reliable frame an edge sends (first time seen in its epoch). The
- * handler calls link_peer_processed(peer, seq) once the frame reached a final outcome. */
+ * handler calls link_peer_processed(peer, seq) once the frame reached a final outcome, or
+ * link_peer_processed_in(peer, epoch, seq) when that happens after the callback. */
 typedef void (*edgelink_frame_cb)(void *arg, struct link_peer *peer, uint64_t seq,
 				  const Parley__Link__Frame *f);
 /* Called after all frames of one read were handed over. */

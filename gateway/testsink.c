@@ -14,6 +14,7 @@
 
 struct pending {
 	struct link_peer *peer;
+	uint64_t epoch; /* a failed write keeps these across reads, maybe across epochs */
 	uint64_t seq;
 };
 
@@ -93,7 +94,7 @@ void testsink_frame(void *arg, struct link_peer *peer, uint64_t seq, const Parle
 		if (!t->pend)
 			abort();
 	}
-	t->pend[t->npend++] = (struct pending){peer, seq};
+	t->pend[t->npend++] = (struct pending){peer, peer->in.peer_epoch, seq};
 }
 
 void testsink_batch_end(void *arg)
@@ -108,7 +109,7 @@ void testsink_batch_end(void *arg)
 		buf_consume(&t->out, (size_t)w);
 	}
 	for (size_t i = 0; i < t->npend; i++)
-		link_peer_processed(t->pend[i].peer, t->pend[i].seq);
+		link_peer_processed_in(t->pend[i].peer, t->pend[i].epoch, t->pend[i].seq);
 	t->npend = 0;
 	if (t->expect && t->seen >= t->expect) {
 		uint64_t us = now_us() - t->first_us;

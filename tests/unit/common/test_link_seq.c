@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "err.h"
+#include "link.h"
 #include "link_seq.h"
 
 #include <stdlib.h>
@@ -194,6 +195,29 @@ static void test_epoch_reset(void **state)
 	inbox_deinit(&ib);
 }
 
+/* A completion from a sender epoch that is gone must not mark the restarted sender's new
+ * frames (numbered from 1 again) as done. */
+static void test_stale_completion_ignored(void **state)
+{
+	(void)state;
+	struct link_peer p;
+	assert_int_equal(link_peer_init(&p, "edge1", 64), 0);
+	inbox_reset(&p.in, 111);
+	for (uint64_t s = 1; s <= 3; s++)
+		assert_int_equal(inbox_receive(&p.in, s), INBOX_NEW);
+	/* the sender restarts before the SIP answers come */
+	inbox_reset(&p.in, 222);
+	for (uint64_t s = 1; s <= 3; s++)
+		assert_int_equal(inbox_receive(&p.in, s), INBOX_NEW);
+	for (uint64_t s = 1; s <= 3; s++)
+		link_peer_processed_in(&p, 111, s);
+	assert_int_equal(p.in.upto, 0);
+	assert_false(p.in.ack_due);
+	link_peer_processed_in(&p, 222, 1);
+	assert_int_equal(p.in.upto, 1);
+	link_peer_deinit(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -204,6 +228,7 @@ int main(void)
 		cmocka_unit_test(test_inbox_wraps_many_times),
 		cmocka_unit_test(test_inbox_skip_to_for_standby),
 		cmocka_unit_test(test_epoch_reset),
+		cmocka_unit_test(test_stale_completion_ignored),
 	};
 	return cmocka_run_group_tests_name("link_seq", tests, NULL, NULL);
 }
