@@ -291,3 +291,24 @@ def test_rate_limit_pauses_reading_without_loss(tmp_path, daemons, certs):
     took = time.monotonic() - t0
     assert took > 3.0, took
     assert [g[3].split()[0] for g in e.stanzas()] == [str(i) for i in range(300)]
+
+
+def test_server_auth_only_partner_certificate_is_accepted(tmp_path, daemons, certs):
+    """Publicly trusted certificates no longer carry clientAuth: a partner presenting a
+    serverAuth-only certificate as a TLS client still authenticates by EXTERNAL."""
+    import shutil
+    d = tmp_path / "eku"
+    d.mkdir()
+    for f in ("ca.pem", "ca.key"):
+        shutil.copy(os.path.join(certs, f), d / f)
+    make_certs(d, "partner.test", eku="serverAuth")
+    out = __import__("subprocess").run(["openssl", "x509", "-noout", "-ext", "extendedKeyUsage",
+                                        "-in", str(d / "partner.test.pem")],
+                                       capture_output=True, text=True).stdout
+    assert "TLS Web Server Authentication" in out and "Client" not in out, out
+    e = Edge(tmp_path, daemons, certs)
+    c = S2SClient(HOST, e.port, "corp.test", "partner.test", certs=str(d),
+                  cert_name="partner.test")
+    c.authenticate()
+    c.message("bob@corp.test", "alice@partner.test", "serverAuth only")
+    wait_for(lambda: len(e.stanzas()) == 1, 5, "the stanza")
