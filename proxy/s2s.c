@@ -146,6 +146,7 @@ static void out_flush(struct s2s_in *in)
 	if (buf_len(&in->out)) {
 		net_conn_write(in->conn, buf_head(&in->out), buf_len(&in->out));
 		buf_consume(&in->out, buf_len(&in->out));
+		buf_release_if_empty(&in->out); /* idle streams hold no output memory */
 		in->last_tx_ms = now_ms(in->srv);
 	}
 }
@@ -402,6 +403,11 @@ static bool sm_advance(struct s2s_in *in)
 		in->sm_len--;
 		in->sm_h++;
 		moved = true;
+	}
+	if (in->sm_len == 0 && in->sm_cap > 64) { /* a burst is over: give the memory back */
+		free(in->sm_seq);
+		in->sm_seq = NULL;
+		in->sm_cap = in->sm_head = 0;
 	}
 	return moved;
 }
