@@ -710,6 +710,9 @@ struct link_session *link_session_new(uv_loop_t *loop, struct net_conn *c,
 		period = 1000;
 	uv_timer_start(&s->tick, on_tick, period, period);
 	net_conn_set_cbs(c, &link_net_cbs, s);
+	/* one connection carrying everything: keep its buffers rather than regrow them */
+	static const struct net_conn_opts link_opts = {.keep_buffers = true};
+	net_conn_set_opts(c, &link_opts);
 	return s;
 }
 

@@ -54,6 +54,7 @@ struct net_conn {
 	struct buf inflight; /* bytes of the uv_write in progress */
 	size_t out_high, out_low, read_max, out_max;
 	unsigned close_timeout_ms;
+	bool keep_buffers;
 	enum net_state state;
 	int reason;
 	int pending_closes;
@@ -396,7 +397,8 @@ static void conn_flush(struct net_conn *c, bool may_call_out)
 	if (c->tls && c->out.len && tls_sess_handshake_done(c->tls)) {
 		int r = tls_sess_write(c->tls, buf_head(&c->out), c->out.len);
 		buf_consume(&c->out, c->out.len);
-		buf_release_if_empty(&c->out);
+		if (!c->keep_buffers)
+			buf_release_if_empty(&c->out);
 		if (r < 0) {
 			conn_tls_failed(c);
 			if (c->state == CS_CLOSED)
@@ -436,9 +438,11 @@ static void conn_flush(struct net_conn *c, bool may_call_out)
 		}
 	}
 	if (!c->writing && c->wire.len == 0) {
-		/* Idle connections keep no output memory. */
-		buf_release_if_empty(&c->wire);
-		buf_deinit(&c->inflight);
+		/* Idle connections keep no output memory; a busy link would only regrow it. */
+		if (!c->keep_buffers) {
+			buf_release_if_empty(&c->wire);
+			buf_deinit(&c->inflight);
+		}
 		if (c->state == CS_FLUSHING && c->tls_shut && !c->shutting) {
 			int r = uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown_done);
 			if (r < 0) {
@@ -552,6 +556,7 @@ void net_conn_set_opts(struct net_conn *c, const struct net_conn_opts *o)
 	c->read_max = o->read_max && o->read_max < NET__CHUNK ? o->read_max : NET__CHUNK;
 	c->out_max = o->out_max;
 	c->close_timeout_ms = o->close_timeout_ms ? o->close_timeout_ms : NET__DEF_CLOSE_MS;
+	c->keep_buffers = o->keep_buffers;
 }
 
 void *net_conn_arg(const struct net_conn *c)

@@ -44,6 +44,8 @@ struct net_conn_opts {
 			    above it; 0 = none (default) */
 	unsigned close_timeout_ms; /* a graceful close (flush, FIN, wait for the peer's FIN)
 				      is cut short after this long; default 5000 */
+	bool keep_buffers; /* keep output buffers between flushes (a busy link); by default an
+			      idle connection holds no output memory */
 };
 
 /* Called for each accepted connection: set callbacks with net_conn_set_cbs, and possibly

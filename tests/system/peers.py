@@ -146,11 +146,17 @@ class Dnsmasq(_LogFile):
     Records may also be added with add_srv()/add_host() before start(); after start they take
     effect on restart()."""
 
-    def __init__(self, workdir, address="127.0.0.153", port=53, srv=(), hosts=(),
+    def __init__(self, workdir, address="127.0.0.153", port=None, srv=(), hosts=(),
                  name="dnsmasq", log_queries=True):
+        """port None: a free one, so tests (and a demo) running side by side never collide;
+        Prosody's unbound and Parley's resolver both take a port."""
         self.workdir = str(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.address = address
+        if port is None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind((address, 0))
+                port = u.getsockname()[1]
         self.port = port
         self.name = name
         self.log = os.path.join(self.workdir, name + ".log")
