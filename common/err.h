@@ -17,7 +17,8 @@
 	X(DNS, -20011, "DNS failure")                                          \
 	X(NOTFOUND, -20012, "not found")                                       \
 	X(INVAL, -20013, "invalid argument")                                   \
-	X(TIMEOUT, -20014, "timed out")
+	X(TIMEOUT, -20014, "timed out")                                        \
+	X(SCHEME, -20015, "unsupported URI scheme")
 
 enum pe_err {
 #define PE__ENUM(name, val, str) PE_##name = (val),

@@ -271,3 +271,36 @@ void edgelink_broadcast(struct edgelink *el, Parley__Link__Frame *f)
 				 el->edges[i].port, pe_strerror(r));
 	}
 }
+
+/* FNV-1a over the lower-cased domain: stable across processes, so every gateway picks
+ * the same edge for a domain. */
+static uint64_t domain_hash(const char *d)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *d; d++) {
+		unsigned char c = (unsigned char)*d;
+		if (c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c - 'A' + 'a');
+		h = (h ^ c) * 1099511628211ull;
+	}
+	return h;
+}
+
+int edgelink_send_to(struct edgelink *el, const char *domain, Parley__Link__Frame *f)
+{
+	size_t up = edgelink_up_count(el);
+	if (!up)
+		return PE_CLOSED;
+	size_t k = (size_t)(domain_hash(domain) % up);
+	for (size_t i = 0; i < el->nedges; i++) {
+		struct edge *e = &el->edges[i];
+		if (!e->peer.sess || !link_session_up(e->peer.sess))
+			continue;
+		if (k-- == 0) {
+			if (link_out_full(&e->out))
+				return PE_FULL;
+			return link_out_send(&e->out, f);
+		}
+	}
+	return PE_CLOSED;
+}

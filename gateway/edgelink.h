@@ -40,6 +40,11 @@ void edgelink_free(struct edgelink *e);
 int edgelink_reload_tls(struct edgelink *e, const struct link_conf *conf);
 /* Number of edges whose session is up. */
 size_t edgelink_up_count(const struct edgelink *e);
+/* Sends f toward a partner domain: to the edge chosen by hashing the domain over the edges
+ * whose session is up, so each edge keeps one stream per domain pair (DESIGN.md). Returns
+ * 0, PE_CLOSED when no edge is up, PE_FULL when that edge's window is full (the caller
+ * answers 503 + Retry-After), or PE_TOOBIG. */
+int edgelink_send_to(struct edgelink *e, const char *domain, Parley__Link__Frame *f);
 /* Sends f (a reliable frame, e.g. a new policy) on every edge's outbound stream; edges that
  * are down get it when they reconnect (it waits in their outbox). */
 void edgelink_broadcast(struct edgelink *e, Parley__Link__Frame *f);

@@ -7,7 +7,10 @@
 #include "log.h"
 #include "policy.h"
 #include "sig.h"
+#include "sip_conf.h"
+#include "sip_stack.h"
 #include "testsink.h"
+#include "xlate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,8 @@ struct gateway_config {
 	uint64_t reconnect_max_ms;
 	struct link_conf link;
 	struct gw_policy_conf policy;
+	struct sip_conf sip;
+	struct xlate_conf xlate;
 	char *test_sink_file;
 	uint64_t test_sink_expect;
 };
@@ -45,6 +50,8 @@ static const struct conf_option gateway_options[] = {
 	 offsetof(GC, reconnect_max_ms), false, false, NULL, "longest reconnect delay"},
 	LINK_CONF_OPTIONS(GC, link),
 	GW_POLICY_OPTIONS(GC, policy),
+	SIP_CONF_OPTIONS(GC, sip),
+	XLATE_CONF_OPTIONS(GC, xlate),
 	{"test", "sink_file", CONF_PATH, 0, 0, NULL, offsetof(GC, test_sink_file), false, false,
 	 NULL, "test only: record the ref of every link stanza in this file"},
 	{"test", "sink_expect", CONF_UINT, 0, 1000000000, "0", offsetof(GC, test_sink_expect),
@@ -62,6 +69,8 @@ struct gateway {
 	struct edgelink *edges;
 	struct testsink *sink;
 	Parley__Link__PolicySnapshot *snap;
+	struct sip_stack *sip;
+	struct xlate *xlate;
 	struct sig sig;
 	uv_timer_t stop_timer;
 	bool stopping;
@@ -86,6 +95,10 @@ static void on_term(void *arg)
 	g->stopping = true;
 	log_info(0, "shutdown", "reason=signal");
 	edgelink_stop(g->edges);
+	xlate_free(g->xlate);
+	g->xlate = NULL;
+	sip_stack_free(g->sip);
+	g->sip = NULL;
 	sig_unref(&g->sig);
 	uv_timer_init(g->loop, &g->stop_timer);
 	uv_timer_start(&g->stop_timer, on_stop_timeout, 10000, 0);
@@ -145,6 +158,8 @@ static void on_hup(void *arg)
 	}
 	Parley__Link__PolicySnapshot *snap = gw_policy_snapshot(&next.policy);
 	if (snap) {
+		if (g->xlate)
+			xlate_set_policy(g->xlate, snap);
 		gw_policy_snapshot_free(g->snap);
 		g->snap = snap;
 		send_policy(g, NULL);
@@ -164,9 +179,22 @@ static void on_frame(void *arg, struct link_peer *peer, uint64_t seq,
 		testsink_frame(g->sink, peer, seq, f);
 		return;
 	}
+	if (g->xlate) {
+		xlate_link_frame(g->xlate, peer, seq, f);
+		return;
+	}
 	log_debug(0, "link_frame", "edge=%s seq=%llu kind=%d", peer->node_id,
 		  (unsigned long long)seq, (int)f->body_case);
 	link_peer_processed(peer, seq);
+}
+
+static void on_sip_request(void *arg, struct sip_stxn *st, struct sip_msg *req)
+{
+	struct gateway *g = arg;
+	if (g->xlate)
+		xlate_sip_request(g->xlate, st, req);
+	else
+		sip_stxn_reply(st, 503, "Starting");
 }
 
 static void on_batch_end(void *arg)
@@ -227,6 +255,20 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
+	if (sip_conf_enabled(&g.cfg.sip)) {
+		struct sip_cfg sc;
+		static const struct sip_stack_cbs sip_cbs = {.on_request = on_sip_request};
+		if (sip_conf_to_cfg(&g.cfg.sip, &sc, err, sizeof err) != 0 ||
+		    sip_stack_new(g.loop, &sc, &sip_cbs, &g, &g.sip, err, sizeof err) != 0) {
+			log_error(0, "sip_start", "err=\"%s\"", err);
+			rc = 1;
+			goto out;
+		}
+		log_info(0, "sip_start", "udp=%d tcp=%d tls=%d", sip_stack_port(g.sip, SIP_PROTO_UDP),
+			 sip_stack_port(g.sip, SIP_PROTO_TCP), sip_stack_port(g.sip, SIP_PROTO_TLS));
+		g.xlate = xlate_new(g.loop, &g.cfg.xlate, g.sip, g.edges);
+		xlate_set_policy(g.xlate, g.snap);
+	}
 	struct sig_handlers sh = {.on_term = on_term, .on_hup = on_hup, .arg = &g};
 	sig_start(g.loop, &g.sig, &sh);
 	log_info(0, "started", "config=%s pid=%ld", args.config, (long)getpid());
@@ -237,8 +279,11 @@ int main(int argc, char **argv)
 		 (unsigned long long)link_stats.dups_dropped, (unsigned long long)link_stats.resent,
 		 daemon_peak_rss_kib());
 out:
+	xlate_free(g.xlate);
+	sip_stack_free(g.sip);
 	daemon_close_all(g.loop);
 	edgelink_free(g.edges);
+	sip_conf_release(&g.cfg.sip);
 	testsink_free(g.sink);
 	gw_policy_snapshot_free(g.snap);
 	uv_loop_close(g.loop);

@@ -1,0 +1,65 @@
+/* The gateway's translator between link stanzas (XMPP, from and to the edges) and SIP
+ * (toward the front-end pool): page-mode IM both ways (RFC 7572, RFC 3428), errors both
+ * ways (RFC 7247 §7), iq answers for the served domains. MAPPING.md A, B, C, H. */
+#ifndef PARLEY_GATEWAY_XLATE_H
+#define PARLEY_GATEWAY_XLATE_H
+
+#include "conf.h"
+#include "edgelink.h"
+#include "link.h"
+#include "sip_stack.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct xlate_conf {
+	int message_type;          /* 0 = no type (RFC 7572 §5), 1 = normal, 2 = chat */
+	uint64_t max_message;      /* C5: bytes of a translated MESSAGE (RFC 3428 §8: 1300) */
+	uint64_t deadline_ms;      /* C4: 202 after this long without Delivered/Bounce */
+	uint64_t thread_ttl_ms;    /* C8: how long a thread <-> Call-ID binding lives */
+	uint64_t retry_after_s;    /* I4: Retry-After on 503 */
+};
+
+#define XLATE_CONF_OPTIONS(T, m)                                                                   \
+	{"translate", "message_type", CONF_ENUM, 0, 0, "none", offsetof(T, m.message_type), true, \
+	 false, xlate_message_types,                                                               \
+	 "type of a SIP page-mode MESSAGE in XMPP: none (RFC 7572), normal, or chat"},             \
+	{"translate", "max_message_bytes", CONF_SIZE, 200, 1048576, "1300",                        \
+	 offsetof(T, m.max_message), true, false, NULL,                                            \
+	 "largest MESSAGE sent to the pool (RFC 3428 §8; raise only if every hop is TCP/TLS)"},    \
+	{"translate", "delivery_deadline", CONF_DURATION_MS, 1000, 31000, "25s",                   \
+	 offsetof(T, m.deadline_ms), true, false, NULL,                                            \
+	 "answer 202 if the edge has not confirmed by then (below SIP Timer F, 32 s)"},            \
+	{"translate", "thread_ttl", CONF_DURATION_MS, 1000, 604800000, "1h",                       \
+	 offsetof(T, m.thread_ttl_ms), true, false, NULL,                                          \
+	 "how long a conversation keeps its thread <-> Call-ID binding"},                          \
+	{"translate", "retry_after", CONF_UINT, 1, 3600, "5", offsetof(T, m.retry_after_s), true,  \
+	 false, NULL, "Retry-After seconds on 503 when no edge can take a message"}
+
+extern const char *const xlate_message_types[];
+
+struct xlate;
+
+struct xlate *xlate_new(uv_loop_t *loop, const struct xlate_conf *conf, struct sip_stack *sip,
+			struct edgelink *edges);
+/* Drops pending state (SIP transactions still open are answered 503) and closes its
+ * handles; the memory goes when the loop has run their close callbacks. */
+void xlate_free(struct xlate *x);
+/* The policy the gateway enforces (served domains, partners); not copied: keep it alive
+ * until the next call. */
+void xlate_set_policy(struct xlate *x, const Parley__Link__PolicySnapshot *snap);
+
+/* A reliable frame from an edge (edgelink's on_frame). */
+void xlate_link_frame(struct xlate *x, struct link_peer *peer, uint64_t seq,
+		      const Parley__Link__Frame *f);
+/* A SIP request from the front end (sip_stack's on_request). */
+void xlate_sip_request(struct xlate *x, struct sip_stxn *st, struct sip_msg *req);
+
+struct xlate_stats {
+	uint64_t xmpp_to_sip, sip_to_xmpp, sip_failures, bounces, late_bounces, iq_answered;
+	uint64_t overload_503, dropped_errors;
+};
+const struct xlate_stats *xlate_stats(const struct xlate *x);
+
+#endif
