@@ -162,7 +162,7 @@ SANBUILD := BUILD=build/san BINDIR=build/san/bin SANITIZE=address,undefined OPT=
 FUZZ_TEST_SECONDS ?= 10
 
 test: deps
-	$(MAKE) $(SANBUILD) all units
+	$(MAKE) $(SANBUILD) all units build/san/benchbin/sip_harness
 	$(MAKE) $(SANBUILD) run-units
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 	$(MAKE) $(SANBUILD) system
