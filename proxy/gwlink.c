@@ -28,7 +28,22 @@ struct gwlink {
 	/* test source */
 	uint64_t src_next;
 	char *src_body;
+	/* outcomes of partner-bound stanzas waiting to be queued on the link */
+	struct reply *replies;
+	size_t nreplies, capreplies;
+	uv_check_t flush;
+	bool flush_on;
 };
+
+/* One Delivered ref or one Bounce, and the frame it settles. */
+struct reply {
+	struct link_peer *p;
+	uint64_t seq;
+	uint64_t ref;
+	char *type, *cond, *text; /* NULL for Delivered */
+};
+
+#define MAX_REFS_PER_FRAME 1024
 
 static void choose_active(struct gwlink *g)
 {
@@ -90,10 +105,14 @@ static void source_pump(struct gwlink *g)
 	g->opts.source_frames = 0;
 }
 
+static void flush_replies(struct gwlink *g);
+static void free_reply(struct reply *r);
+
 static void on_room(struct link_out *o, void *arg)
 {
 	struct gwlink *g = arg;
 	(void)o;
+	flush_replies(g);
 	source_pump(g);
 	if (g->opts.on_room)
 		g->opts.on_room(g->opts.hook_arg);
@@ -153,9 +172,18 @@ static void on_frame(struct link_session *s, uint64_t seq, const Parley__Link__F
 				g->opts.on_policy(g->opts.hook_arg, f->policy);
 		}
 		break;
+	case PARLEY__LINK__FRAME__BODY_STANZA:
+		if (g->opts.on_stanza && !g->stopping) {
+			/* settled by gwlink_delivered / gwlink_bounce */
+			g->opts.on_stanza(g->opts.hook_arg, p, seq, f->stanza);
+			return;
+		}
+		log_warn(link_session_id(s), "link_stanza_dropped",
+			 "node=%s seq=%llu ref=%llu reason=\"no S2S side\"", p->node_id,
+			 (unsigned long long)seq, (unsigned long long)f->stanza->ref);
+		break;
 	default:
-		/* Stanzas toward partners and Delivered/Bounce: the S2S side of the edge handles
-		 * them (issues 3-4); until then they are accounted and acknowledged. */
+		/* Delivered/Bounce are for gateways; an edge has nothing to do with them. */
 		log_debug(link_session_id(s), "link_frame", "node=%s seq=%llu kind=%d", p->node_id,
 			  (unsigned long long)seq, (int)f->body_case);
 		break;
@@ -231,6 +259,9 @@ int gwlink_start(uv_loop_t *loop, const struct gwlink_opts *o, struct gwlink **o
 		gwlink_free(g);
 		return r;
 	}
+	uv_check_init(loop, &g->flush);
+	g->flush.data = g;
+	g->flush_on = true;
 	log_info(0, "link_listen", "addr=%s port=%u node=%s epoch=%016llx", o->listen_host,
 		 net_listener_port(g->listener), o->node_id, (unsigned long long)g->epoch);
 	*out = g;
@@ -245,6 +276,11 @@ void gwlink_stop(struct gwlink *g)
 		g->listener = NULL;
 	}
 	g->active = NULL;
+	if (g->flush_on) {
+		/* unsent replies leave their frames unsettled: the gateway sends them again */
+		uv_close((uv_handle_t *)&g->flush, NULL);
+		g->flush_on = false;
+	}
 	link_out_attach(&g->out, NULL);
 	for (size_t i = 0; i < g->npeers; i++)
 		if (g->peers[i]->sess)
@@ -260,6 +296,9 @@ void gwlink_free(struct gwlink *g)
 		free(g->peers[i]);
 	}
 	free(g->peers);
+	for (size_t i = 0; i < g->nreplies; i++)
+		free_reply(&g->replies[i]);
+	free(g->replies);
 	link_out_deinit(&g->out);
 	tls_ctx_free(g->tls);
 	free(g->src_body);
@@ -273,6 +312,108 @@ int gwlink_reload_tls(struct gwlink *g, const struct link_conf *conf)
 	if (r)
 		log_error(0, "link_tls_reload", "err=\"%s\"", err);
 	return r;
+}
+
+/* ---- outcomes of partner-bound stanzas ---- */
+
+static void free_reply(struct reply *r)
+{
+	free(r->type);
+	free(r->cond);
+	free(r->text);
+}
+
+/* Queues as many replies as the link takes, in order: runs of Delivered become one frame.
+ * A reply's frame is settled only once the reply itself is on the link. */
+static void flush_replies(struct gwlink *g)
+{
+	size_t i = 0;
+	while (i < g->nreplies && !g->stopping) {
+		Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
+		size_t n = 1;
+		int r;
+		if (!g->replies[i].cond) {
+			uint64_t refs[MAX_REFS_PER_FRAME];
+			Parley__Link__Delivered d = PARLEY__LINK__DELIVERED__INIT;
+			while (i + n < g->nreplies && n < MAX_REFS_PER_FRAME && !g->replies[i + n].cond)
+				n++;
+			for (size_t k = 0; k < n; k++)
+				refs[k] = g->replies[i + k].ref;
+			d.n_refs = n;
+			d.refs = refs;
+			f.body_case = PARLEY__LINK__FRAME__BODY_DELIVERED;
+			f.delivered = &d;
+			r = link_out_send(&g->out, &f);
+		} else {
+			Parley__Link__Bounce b = PARLEY__LINK__BOUNCE__INIT;
+			Parley__Link__StanzaError e = PARLEY__LINK__STANZA_ERROR__INIT;
+			b.ref = g->replies[i].ref;
+			e.type = g->replies[i].type;
+			e.condition = g->replies[i].cond;
+			e.text = g->replies[i].text;
+			b.error = &e;
+			f.body_case = PARLEY__LINK__FRAME__BODY_BOUNCE;
+			f.bounce = &b;
+			r = link_out_send(&g->out, &f);
+		}
+		if (r == PE_FULL)
+			break; /* on_room calls again */
+		if (r)
+			log_error(0, "link_reply_error", "ref=%llu err=\"%s\"",
+				  (unsigned long long)g->replies[i].ref, pe_strerror(r));
+		for (size_t k = 0; k < n; k++) {
+			link_peer_processed(g->replies[i + k].p, g->replies[i + k].seq);
+			free_reply(&g->replies[i + k]);
+		}
+		i += n;
+	}
+	if (i && i < g->nreplies)
+		memmove(g->replies, g->replies + i, (g->nreplies - i) * sizeof *g->replies);
+	g->nreplies -= i;
+	if (!g->nreplies && g->flush_on)
+		uv_check_stop(&g->flush);
+}
+
+static void on_flush(uv_check_t *h) { flush_replies(h->data); }
+
+static void add_reply(struct gwlink *g, const struct reply *r)
+{
+	if (g->nreplies == g->capreplies) {
+		g->capreplies = g->capreplies ? g->capreplies * 2 : 64;
+		g->replies = realloc(g->replies, g->capreplies * sizeof *g->replies);
+		if (!g->replies)
+			abort();
+	}
+	g->replies[g->nreplies++] = *r;
+	/* after this loop turn's I/O: everything settled in it travels in one frame */
+	if (g->flush_on)
+		uv_check_start(&g->flush, on_flush);
+}
+
+static char *dup_or_null(const char *s)
+{
+	char *d = s ? strdup(s) : NULL;
+	if (s && !d)
+		abort();
+	return d;
+}
+
+void gwlink_delivered(struct gwlink *g, struct link_peer *p, uint64_t seq, uint64_t ref)
+{
+	struct reply r = {.p = p, .seq = seq, .ref = ref};
+	add_reply(g, &r);
+}
+
+void gwlink_bounce(struct gwlink *g, struct link_peer *p, uint64_t seq, uint64_t ref,
+		   const char *type, const char *cond, const char *text)
+{
+	struct reply r = {.p = p,
+			  .seq = seq,
+			  .ref = ref,
+			  .type = dup_or_null(type ? type : "cancel"),
+			  .cond = dup_or_null(cond ? cond : "undefined-condition"),
+			  .text = dup_or_null(text)};
+	add_reply(g, &r);
 }
 
 struct link_out *gwlink_out(struct gwlink *g) { return &g->out; }

@@ -19,6 +19,11 @@ struct gwlink_opts {
 	void (*on_policy)(void *arg, const Parley__Link__PolicySnapshot *snap);
 	void (*on_room)(void *arg);  /* the outbound window reopened */
 	void (*on_acked)(void *arg); /* the gateway acknowledged frames */
+	/* A stanza toward a partner (frame seq from gateway p). The hook owns its outcome and
+	 * reports it with gwlink_delivered or gwlink_bounce, which also settle the frame; until
+	 * then the gateway keeps it. NULL: such frames are settled at once (logged). */
+	void (*on_stanza)(void *arg, struct link_peer *p, uint64_t seq,
+			  const Parley__Link__Stanza *st);
 	void *hook_arg;
 	/* test-only: emit this many stanza frames (ref 1..n) with a body of body_bytes */
 	uint64_t source_frames;
@@ -35,6 +40,16 @@ int gwlink_reload_tls(struct gwlink *g, const struct link_conf *conf);
 
 /* The shared outbound stream (stanzas toward the active gateway). */
 struct link_out *gwlink_out(struct gwlink *g);
+/* Outcomes of stanzas handed to on_stanza. They travel on the shared outbound stream, so the
+ * active gateway hears them (the only one that sends while it is active; after a failover
+ * the new one hears about refs it does not know and ignores them). Delivered refs of one loop
+ * turn are batched into one frame. The frame (p, seq) is settled once its reply is queued on
+ * the link; if the link's hard capacity is reached, replies wait for room. Strings are
+ * copied. */
+void gwlink_delivered(struct gwlink *g, struct link_peer *p, uint64_t seq, uint64_t ref);
+void gwlink_bounce(struct gwlink *g, struct link_peer *p, uint64_t seq, uint64_t ref,
+		   const char *type, const char *cond, const char *text);
+
 /* The newest policy generation received from any gateway, 0 if none. */
 uint64_t gwlink_policy_generation(const struct gwlink *g);
 

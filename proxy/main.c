@@ -6,6 +6,7 @@
 #include "link_conf.h"
 #include "log.h"
 #include "s2s.h"
+#include "s2s_out.h"
 #include "sig.h"
 
 #include <stdio.h>
@@ -21,6 +22,7 @@ struct proxy_config {
 	struct conf_hostport link_listen;
 	struct link_conf link;
 	struct s2s_conf s2s;
+	struct s2s_out_conf s2s_out;
 	uint64_t test_source_frames;
 	uint64_t test_source_body;
 };
@@ -35,6 +37,7 @@ static const struct conf_option proxy_options[] = {
 	 false, false, NULL, "internal-interface address the gateways dial"},
 	LINK_CONF_OPTIONS(PC, link),
 	S2S_CONF_OPTIONS(PC, s2s),
+	S2S_OUT_CONF_OPTIONS(PC, s2s_out),
 	{"test", "source_frames", CONF_UINT, 0, 100000000, "0", offsetof(PC, test_source_frames),
 	 false, false, NULL, "test only: send this many stanza frames to the active gateway"},
 	{"test", "source_body_bytes", CONF_UINT, 0, 65536, "200",
@@ -50,6 +53,7 @@ struct proxy {
 	struct proxy_config cfg;
 	struct gwlink *gw;
 	struct s2s *s2s;
+	struct s2s_out *s2s_out;
 	struct sig sig;
 	uv_timer_t stop_timer;
 	bool stopping;
@@ -75,6 +79,8 @@ static void on_term(void *arg)
 	log_info(0, "shutdown", "reason=signal");
 	if (p->s2s)
 		s2s_stop(p->s2s);
+	if (p->s2s_out)
+		s2s_out_stop(p->s2s_out);
 	gwlink_stop(p->gw);
 	sig_unref(&p->sig);
 	uv_timer_init(p->loop, &p->stop_timer);
@@ -112,6 +118,29 @@ static void hook_policy(void *arg, const Parley__Link__PolicySnapshot *snap)
 	struct proxy *p = arg;
 	if (p->s2s)
 		s2s_set_policy(p->s2s, snap);
+	if (p->s2s_out)
+		s2s_out_set_policy(p->s2s_out, snap);
+}
+
+static void hook_stanza(void *arg, struct link_peer *lp, uint64_t seq,
+			const Parley__Link__Stanza *st)
+{
+	struct proxy *p = arg;
+	struct s2s_out_ticket t = {.owner = lp, .seq = seq, .ref = st->ref};
+	s2s_out_submit(p->s2s_out, &t, st);
+}
+
+static void out_delivered(void *arg, const struct s2s_out_ticket *t)
+{
+	struct proxy *p = arg;
+	gwlink_delivered(p->gw, t->owner, t->seq, t->ref);
+}
+
+static void out_bounce(void *arg, const struct s2s_out_ticket *t, const char *type,
+		       const char *cond, const char *text)
+{
+	struct proxy *p = arg;
+	gwlink_bounce(p->gw, t->owner, t->seq, t->ref, type, cond, text);
 }
 
 static void hook_room(void *arg)
@@ -160,14 +189,19 @@ int main(int argc, char **argv)
 		.on_policy = hook_policy,
 		.on_room = hook_room,
 		.on_acked = hook_acked,
+		.on_stanza = hook_stanza,
 		.hook_arg = &p,
 	};
+	struct s2s_out_hooks oh = {.on_delivered = out_delivered, .on_bounce = out_bounce,
+				   .arg = &p};
 	int rc = 0;
-	if (gwlink_start(p.loop, &go, &p.gw) != 0 ||
+	if (s2s_out_start(p.loop, &p.cfg.s2s, &p.cfg.s2s_out, &oh, &p.s2s_out) != 0 ||
+	    gwlink_start(p.loop, &go, &p.gw) != 0 ||
 	    s2s_start(p.loop, &p.cfg.s2s, gwlink_out(p.gw), &p.s2s) != 0) {
 		rc = 1;
 		goto out;
 	}
+	s2s_set_dialback(p.s2s, p.s2s_out, s2s_out_dialback(p.s2s_out));
 	struct sig_handlers sh = {.on_term = on_term, .on_hup = on_hup, .arg = &p};
 	sig_start(p.loop, &p.sig, &sh);
 	log_info(0, "started", "config=%s pid=%ld", args.config, (long)getpid());
@@ -178,9 +212,12 @@ int main(int argc, char **argv)
 		 (unsigned long long)link_stats.dups_dropped, (unsigned long long)link_stats.resent,
 		 daemon_peak_rss_kib());
 out:
+	if (p.s2s_out)
+		s2s_out_stop(p.s2s_out); /* already done on a signal; not on a failed start */
 	daemon_close_all(p.loop);
 	s2s_free(p.s2s);
 	gwlink_free(p.gw);
+	s2s_out_free(p.s2s_out);
 	uv_loop_close(p.loop);
 	conf_free(proxy_options, N_OPTIONS, &p.cfg);
 	return rc;

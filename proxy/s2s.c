@@ -8,9 +8,11 @@
 #include "s2s.h"
 
 #include "certid.h"
+#include "dialback.h"
 #include "err.h"
 #include "log.h"
 #include "net.h"
+#include "s2s_out.h"
 #include "stanza.h"
 #include "tls.h"
 #include "xml_stream.h"
@@ -64,6 +66,7 @@ struct s2s_in {
 	bool paused_rate;
 	bool paused_policy; /* arrived before any policy: not read until one comes */
 	bool counted_partner;
+	bool db_pending; /* a db:result is being checked with the authoritative server */
 	uv_timer_t timer;
 	uv_timer_t rate_timer;
 	int handles;
@@ -104,6 +107,8 @@ struct s2s {
 	uv_timer_t policy_timer; /* ends the wait for a first policy */
 	bool policy_timer_on;
 	bool policy_wait_over;
+	struct s2s_out *db_out;	    /* dialback, receiving role: verification streams */
+	const struct dialback *db;  /* dialback, authoritative role: our keys */
 };
 
 static struct counter *counter_get(struct counter **t, size_t *n, size_t *cap, const char *key,
@@ -222,6 +227,8 @@ static void send_features(struct s2s_in *in)
 		if (in->tls && in->cert_ok && p->sasl != NEG_NOT_SUPPORTED)
 			out_str(in, "<mechanisms xmlns='" NS_SASL
 				    "'><mechanism>EXTERNAL</mechanism></mechanisms>");
+		if (in->srv->db && dialback_allowed(p, in->tls))
+			out_str(in, "<dialback xmlns='" NS_DIALBACK_FEATURE "'><errors/></dialback>");
 	}
 	out_str(in, "</stream:features>");
 	out_flush(in);
@@ -626,6 +633,112 @@ static void handle_sm(struct s2s_in *in, const struct xs_elem *el)
 	}
 }
 
+/* ---- dialback (XEP-0220): receiving and authoritative roles ---- */
+
+/* The authoritative server's verdict on a db:result this stream sent (receiving role). On
+ * 'valid' the stream is authenticated as its initiating domain, without a restart; on
+ * 'invalid' it stays unauthenticated, so any stanza on it is refused. */
+static void s2s__db_verified(void *arg, int verdict)
+{
+	struct s2s_in *in = arg;
+	in->db_pending = false;
+	if (in->state != IN_OPEN)
+		return;
+	log_info(in->id, "s2s_dialback_result", "peer=%s from=%s to=%s verdict=%s", in->ip,
+		 in->from, in->to,
+		 verdict == 1 ? "valid" : verdict == 0 ? "invalid" : pe_strerror(verdict));
+	if (verdict < 0)
+		dialback_write_error(&in->out, DB_RESULT, in->to, in->from, NULL,
+				     "remote-connection-failed");
+	else
+		dialback_write_answer(&in->out, DB_RESULT, in->to, in->from, NULL, verdict == 1);
+	out_flush(in);
+	if (verdict != 1)
+		return;
+	in->state = IN_AUTHED;
+	in->auth = PARLEY__LINK__AUTH_METHOD__AUTH_DIALBACK;
+	in->srv->stats.authenticated++;
+	struct xs_limits lim = xs_limits_postauth;
+	lim.max_stanza_bytes = in->pol->max_stanza_bytes;
+	xs_set_limits(in->xs, &lim);
+	struct tls_sess *t = in->tls ? net_conn_tls(in->conn) : NULL;
+	log_info(in->id, "s2s_auth",
+		 "peer=%s domain=%s method=DIALBACK partner=%s tls=%s direct_tls=%d cert=%s", in->ip,
+		 in->from, in->partner->domain, t ? tls_sess_version(t) : "none", in->direct,
+		 in->cert_ok ? "valid" : "invalid");
+}
+
+/* Receiving role: a db:result for the stream's own domain pair goes to the authoritative
+ * server of its initiating domain; anything else is answered with a dialback error. */
+static void s2s__db_result(struct s2s_in *in, const struct dialback_elem *e)
+{
+	const char *refuse = NULL;
+	char key[257], esc[96];
+	if (in->state != IN_OPEN || in->db_pending)
+		refuse = "not-allowed"; /* one domain pair per stream, one check at a time */
+	if (!refuse)
+		refuse = dialback_result_refusal(e, in->from, in->pol, in->tls);
+	if (!refuse && (strlen(e->to) != strlen(in->to) || strcasecmp(e->to, in->to) != 0))
+		refuse = "not-allowed"; /* another of our domains than the stream's */
+	if (!refuse && e->keylen >= sizeof key)
+		refuse = "not-acceptable";
+	if (!refuse) {
+		memcpy(key, e->key, e->keylen);
+		key[e->keylen] = 0;
+		if (s2s_out_verify(in->srv->db_out, in->to, in->from, in->stream_id, key,
+				   s2s__db_verified, in) != 0)
+			refuse = "remote-connection-failed";
+	}
+	if (refuse) {
+		log_warn(in->id, "s2s_dialback_refused", "peer=%s stream_from=%s from=%s cond=%s",
+			 in->ip, in->from, log_escape(esc, sizeof esc, e->from, strlen(e->from)),
+			 refuse);
+		dialback_write_error(&in->out, DB_RESULT, e->to, e->from, NULL, refuse);
+		out_flush(in);
+		return;
+	}
+	in->db_pending = true;
+	log_info(in->id, "s2s_dialback_verifying", "peer=%s from=%s to=%s", in->ip, in->from,
+		 in->to);
+}
+
+/* Authoritative role: a key is ours if our secret gives it for (receiving = from,
+ * originating = to, stream id). Asked on any stream of an allowed partner, authenticated or
+ * not; the answer tells nothing but that. */
+static void s2s__db_verify(struct s2s_in *in, const struct dialback_elem *e)
+{
+	const struct dialback *db = in->srv->db;
+	char esc[96];
+	if (!policy_serves(in->pol, e->to, strlen(e->to))) {
+		dialback_write_error(&in->out, DB_VERIFY, e->to, e->from, e->id, "item-not-found");
+		out_flush(in);
+		return;
+	}
+	char to[DOMAIN_MAX], from[DOMAIN_MAX];
+	bool ok = copy_domain(to, e->to) && copy_domain(from, e->from) &&
+		  dialback_key_ok(db, from, to, e->id, e->key, e->keylen);
+	log_info(in->id, "s2s_db_verify", "peer=%s from=%s to=%s verdict=%s", in->ip,
+		 log_escape(esc, sizeof esc, e->from, strlen(e->from)), e->to,
+		 ok ? "valid" : "invalid");
+	dialback_write_answer(&in->out, DB_VERIFY, e->to, e->from, e->id, ok);
+	out_flush(in);
+}
+
+static void s2s__dialback(struct s2s_in *in, const struct xs_elem *el)
+{
+	struct dialback_elem e;
+	if (!in->srv->db || !in->partner || dialback_parse(el, &e) != 0 ||
+	    e.type != DB_TYPE_REQUEST) {
+		stream_error(in, XS_COND_UNSUPPORTED_STANZA_TYPE, XS_APP_NONE,
+			     "unexpected dialback element");
+		return;
+	}
+	if (e.kind == DB_VERIFY)
+		s2s__db_verify(in, &e);
+	else
+		s2s__db_result(in, &e);
+}
+
 static void on_stanza(void *ud, const struct xs_stanza *xst)
 {
 	struct s2s_in *in = ud;
@@ -661,6 +774,10 @@ static void on_stanza(void *ud, const struct xs_stanza *xst)
 	}
 	if (strcmp(el->ns.p, NS_SM) == 0) {
 		handle_sm(in, el);
+		return;
+	}
+	if (strcmp(el->ns.p, XS_NS_DIALBACK) == 0) {
+		s2s__dialback(in, el);
 		return;
 	}
 	stream_error(in, XS_COND_UNSUPPORTED_STANZA_TYPE, XS_APP_NONE,
@@ -826,6 +943,8 @@ static void on_close(struct net_conn *c, int reason)
 		unlink_list(&s->paused, in, offsetof(struct s2s_in, pnext));
 	if (in->on_alist)
 		unlink_list(&s->owed_a, in, offsetof(struct s2s_in, anext));
+	if (in->db_pending)
+		s2s_out_verify_cancel(s->db_out, in);
 	counter_dec(s->ips, &s->nips, in->ip);
 	if (in->counted_partner)
 		counter_dec(s->partners, &s->npartners, in->partner->domain);
@@ -1102,6 +1221,12 @@ void s2s_link_acked(struct s2s *s)
 			pp = &in->anext;
 		}
 	}
+}
+
+void s2s_set_dialback(struct s2s *s, struct s2s_out *out, const struct dialback *db)
+{
+	s->db_out = out;
+	s->db = db;
 }
 
 const struct s2s_stats *s2s_stats(const struct s2s *s) { return &s->stats; }

@@ -57,6 +57,15 @@ int s2s_start(uv_loop_t *loop, const struct s2s_conf *conf, struct link_out *out
 void s2s_stop(struct s2s *s);
 void s2s_free(struct s2s *s);
 
+struct s2s_out;
+struct dialback;
+/* Enables server dialback (XEP-0220) on inbound streams: offered where a partner's rules
+ * allow it; a db:result is checked with the partner's authoritative server over out's
+ * verification streams (receiving role); db:verify is answered with db's keys (authoritative
+ * role). Without this call dialback is neither offered nor accepted. out and db must outlive
+ * s's streams. */
+void s2s_set_dialback(struct s2s *s, struct s2s_out *out, const struct dialback *db);
+
 /* A new policy from the gateway; streams already authenticated keep theirs. */
 void s2s_set_policy(struct s2s *s, const Parley__Link__PolicySnapshot *snap);
 /* The link has room again: resume streams paused for it. */
