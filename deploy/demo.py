@@ -5,10 +5,10 @@ Act 1, the internal link: a throwaway CA and link certificates, parley-proxy (ed
 parley-gateway (internal) joined by the TLS 1.3 mutual-auth link, frames flowing
 edge -> gateway with acknowledgements, a link cut healed without loss, a clean stop.
 
-Act 2, a partner: a real Prosody (partner.test) found through DNS SRV records from a local
-dnsmasq, its user alice (slixmpp) sending messages to bob@corp.test; they cross the edge
-(STARTTLS, SASL EXTERNAL) and the link and arrive at the gateway. SIP toward the
-front end comes with the next issues."""
+Act 2, IM both ways: a real Prosody (partner.test) with its user alice (slixmpp), found
+through DNS SRV records from a local dnsmasq; parley-proxy and parley-gateway; Kamailio as
+the corp.test SIP front end with bob registered as a SIP user agent. Messages cross both
+ways (S2S with TLS and SASL EXTERNAL, the link, SIP MESSAGE) and are shown as a transcript."""
 import os
 import re
 import sys
@@ -22,6 +22,8 @@ from linkconf import (gateway_conf, policy_conf, proxy_conf, read_refs, read_sin
                       s2s_conf)
 from peers import Dnsmasq, Prosody, xmpp_srv  # noqa: E402
 from xmppclient import XmppClient  # noqa: E402
+from kamailio import Kamailio  # noqa: E402
+from sipua import UA  # noqa: E402
 
 N = 50_000
 
@@ -103,49 +105,95 @@ def main():
 
 
 def act_two(work):
-    edge_ip, partner_ip = "127.0.0.10", "127.0.0.31"
+    edge_ip, partner_ip, kam_ip, gw_sip, bob_ip = ("127.0.0.10", "127.0.0.31", "127.0.0.61",
+                                                   "127.0.0.62", "127.0.0.63")
     started = []
     try:
-        say("Act 2: a partner XMPP server. Certificates for corp.test (the edge) and partner.test")
-        make_certs(work, "corp.test", "partner.test")
+        say("Act 2: IM both ways. Certificates for corp.test (the edge), partner.test, the pool")
+        make_certs(work, "corp.test", "partner.test", "pool.corp.test")
         port, link = free_port(edge_ip), free_port()
         dns = Dnsmasq(os.path.join(work, "dns"),
                       srv=[xmpp_srv("corp.test", "edge.corp.test", port),
                            xmpp_srv("partner.test", "s2s.partner.test", 5269)],
                       hosts=[("edge.corp.test", edge_ip), ("s2s.partner.test", partner_ip)])
         started.append(dns.start())
-        print("   dnsmasq on %s: _xmpp-server._tcp.corp.test -> edge.corp.test:%d (%s)"
-              % (dns.server, port, edge_ip))
+        print("   dnsmasq %s: _xmpp-server._tcp.corp.test -> edge.corp.test:%d (%s),"
+              " _xmpp-server._tcp.partner.test -> %s:5269" % (dns.server, port, edge_ip,
+                                                              partner_ip))
         px = Daemon("parley-proxy", work, "proxy2",
-                    proxy_conf(work, link) + s2s_conf(work, "%s:%d" % (edge_ip, port))).start()
+                    proxy_conf(work, link) +
+                    s2s_conf(work, "%s:%d" % (edge_ip, port),
+                             extra="dialback_secret = demo-dialback-secret-0123456789\n"
+                                   "resolver = %s\n" % dns.server.replace("@", ":"))).start()
         started.append(px)
-        sink = os.path.join(work, "sink2.txt")
         gw = Daemon("parley-gateway", work, "gateway2",
-                    gateway_conf(work, link, sink_file=sink, policy=policy_conf())).start()
+                    gateway_conf(work, link, policy=policy_conf() +
+                                 "\n[sip]\nlisten_udp = %s:5060\npool = udp:%s:5060\n"
+                                 % (gw_sip, kam_ip))).start()
         started.append(gw)
         px.wait_log(r"event=policy_applied")
-        say("The gateway pushed its federation policy (corp.test served, partner.test allowed)")
         show(px, "event=policy_applied")
+        kam = Kamailio(work, ip=kam_ip, port=5060, partners=["partner.test"],
+                       gateway="sip:%s:5060" % gw_sip, certs=work)
+        kam.check()
+        started.append(kam.start())
+        print("   Kamailio (corp.test front end) on %s:5060, routing partner.test to %s:5060"
+              % (kam_ip, gw_sip))
+        bob = UA("bob", "corp.test", bob_ip, proxy=(kam_ip, 5060))
+        bob.start()
+        started.append(_Closer(bob))
+        r = bob.register()
+        print("   bob@corp.test registered at Kamailio: %d %s" % (r.status, r.reason))
         partner = Prosody(os.path.join(work, "partner"), partner_ip, ["partner.test"], work,
                           dns=dns, users=[("alice", "partner.test", "pw-a")], log_level="info")
         started.append(partner.start())
         alice = XmppClient("alice@partner.test", "pw-a", partner_ip, workdir=work)
         started.append(alice.start())
-        say("alice@partner.test sends 5 messages to bob@corp.test through her own server")
-        for i, text in enumerate(["Hello Bob!", "Grüße aus partner.test", "<b>&amp; XML</b>",
-                                  "fourth", "fifth"]):
-            alice.send_message("bob@corp.test", text)
-        wait(lambda: len(read_sink(sink)) >= 5, 30)
-        show(px, "event=s2s_tls|event=s2s_auth")
-        say("What reached the gateway over the link (from, to, body):")
-        for ref, frm, to, body in read_sink(sink):
-            print("   %-28s -> %-15s %r" % (frm, to, body))
-        ok = len(read_sink(sink)) == 5
+        print("   alice@partner.test logged in to her own server (Prosody %s)" % partner_ip)
+
+        say("Transcript")
+        lines = [("alice", "Hi Bob! Grüße aus partner.test"), ("bob", "Hello Alice <3 & welcome"),
+                 ("alice", "Subject, thread and language survive the trip"),
+                 ("bob", "So do non-ASCII ✓ and XML-special <characters>")]
+        ok = True
+        for i, (who, text) in enumerate(lines):
+            if who == "alice":
+                alice.send_message("bob@corp.test", text, thread="demo-thread", lang="en")
+                m = bob.wait_request("MESSAGE", timeout=30,
+                                     count=1 + sum(1 for w, _ in lines[:i] if w == "alice"))
+                got = m.text
+                print("   alice (XMPP) -> bob (SIP):   %-48s | bob's UA got %r (Call-ID %s)"
+                      % (text, got, m.call_id))
+            else:
+                r = bob.request("MESSAGE", "sip:alice@partner.test", body=text,
+                                content_type="text/plain;charset=UTF-8", call_id="demo-thread")
+                msgs = alice.received(timeout=20, sender="bob@corp.test",
+                                      count=sum(1 for w, _ in lines[:i + 1] if w == "bob"))
+                got = msgs[-1]["body"] if msgs else None
+                print("   bob (SIP) -> alice (XMPP):   %-48s | SIP %d, alice got %r (thread %s)"
+                      % (text, r.status, got, msgs[-1]["thread"] if msgs else None))
+            ok = ok and got == text
+        say("Errors cross too: alice writes to carol@corp.test, who does not exist")
+        alice.send_message("carol@corp.test", "anyone there?")
+        end = time.monotonic() + 20
+        while not alice.errors() and time.monotonic() < end:
+            time.sleep(0.1)
+        errs = alice.errors()
+        print("   alice got: %s" % (errs[0]["condition"] if errs else "nothing"))
+        show(px, "event=s2s_auth", limit=2)
         print("\nLogs and configs are in %s" % work)
-        return 0 if ok else 1
+        return 0 if ok and errs else 1
     finally:
         for d in reversed(started):
             d.stop()
+
+
+class _Closer:
+    def __init__(self, ua):
+        self.ua = ua
+
+    def stop(self):
+        self.ua.close()
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ def test_xep0198_edge_sigkill_loses_nothing(tmp_path, running, daemons, certs):
     alice.send_messages("bob@corp.test", N, fmt="msg-%d", wait=False)
     wait_for(lambda: len(read_sink(sink)) >= 1 + N // 3, 60, "a third of the run")
     px.kill()
+    before_kill = len(read_sink(sink))
     px.start(listen_socks=px.listen_socks)
     want = {"msg-%d" % i for i in range(N)}
     wait_for(lambda: want <= {g[3] for g in read_sink(sink)}, 90, "every message after restart")
@@ -125,4 +126,5 @@ def test_xep0198_edge_sigkill_loses_nothing(tmp_path, running, daemons, certs):
             firsts.append(b)
     assert firsts == ["msg-%d" % i for i in range(N)]
     assert alice.errors() == []
-    assert px.count(r"event=s2s_auth") >= 2
+    if before_kill < N + 1:  # messages were outstanding: the partner came back and resent
+        assert px.count(r"event=s2s_auth") >= 2

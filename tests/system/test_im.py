@@ -1,0 +1,205 @@
+"""Instant messages both ways, end to end (issue 6): alice@partner.test on a real Prosody,
+parley-proxy, parley-gateway, Kamailio as the corp.test front end, and bob@corp.test as a
+registered SIP user agent. DNS for .test comes from a local dnsmasq."""
+import time
+
+import pytest
+
+from harness import Daemon, free_port, make_certs
+from kamailio import Kamailio
+from linkconf import gateway_conf, policy_conf, proxy_conf, s2s_conf
+from peers import Dnsmasq, Prosody, xmpp_srv
+from sipua import UA
+from xmppclient import XmppClient
+
+EDGE_IP = "127.0.0.10"
+PARTNER_IP = "127.0.0.31"
+KAM_IP = "127.0.0.61"
+GW_SIP = "127.0.0.62"
+BOB_IP = "127.0.0.63"
+SECRET = "im-lab-dialback-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imcerts")
+    make_certs(d, "proxy.link.test", "gateway.link.test", "corp.test", "partner.test",
+               "pool.corp.test")
+    return str(d)
+
+
+@pytest.fixture
+def running():
+    started = []
+    yield started
+    for p in reversed(started):
+        (p.close if hasattr(p, "close") and not hasattr(p, "stop") else p.stop)()
+
+
+def wait_for(pred, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Lab:
+    def __init__(self, tmp_path, running, daemons, certs, partners=None, gw_extra="",
+                 alice_xml=False):
+        port, link = free_port(EDGE_IP), free_port()
+        self.dns = Dnsmasq(tmp_path / "dns",
+                           srv=[xmpp_srv("corp.test", "edge.corp.test", port),
+                                xmpp_srv("partner.test", "s2s.partner.test", 5269)],
+                           hosts=[("edge.corp.test", EDGE_IP), ("s2s.partner.test", PARTNER_IP)])
+        running.append(self.dns.start())
+        self.px = Daemon("parley-proxy", tmp_path, "proxy",
+                         proxy_conf(certs, link) +
+                         s2s_conf(certs, "%s:%d" % (EDGE_IP, port),
+                                  extra="dialback_secret = %s\nresolver = %s\n"
+                                  % (SECRET, self.dns.server.replace("@", ":")))).start()
+        daemons.append(self.px)
+        sip = ("\n[sip]\nlisten_udp = %s:5060\npool = udp:%s:5060\n%s"
+               % (GW_SIP, KAM_IP, gw_extra))
+        self.gw = Daemon("parley-gateway", tmp_path, "gateway",
+                         gateway_conf(certs, link, policy=policy_conf(partners=partners) + sip)
+                         ).start()
+        daemons.append(self.gw)
+        self.px.wait_log(r"event=policy_applied")
+        self.kam = Kamailio(tmp_path, ip=KAM_IP, port=5060, partners=["partner.test", "void.test"],
+                            gateway="sip:%s:5060" % GW_SIP, certs=certs)
+        self.kam.check()
+        running.append(self.kam.start())
+        self.bob = UA("bob", "corp.test", BOB_IP, proxy=(KAM_IP, 5060))
+        self.bob.start()
+        running.append(self.bob)
+        assert self.bob.register().status == 200
+        self.partner = Prosody(tmp_path / "partner", PARTNER_IP, ["partner.test"], certs,
+                               dns=self.dns, users=[("alice", "partner.test", "pw-a")],
+                               log_level="info")
+        running.append(self.partner.start())
+        self.alice = XmppClient("alice@partner.test", "pw-a", PARTNER_IP, workdir=tmp_path,
+                                xml=alice_xml)
+        running.append(self.alice.start())
+
+    def bob_bodies(self):
+        return [m.text for m in self.bob.received if m.method == "MESSAGE"]
+
+
+def test_alice_to_bob_and_back(tmp_path, running, daemons, certs):
+    lab = Lab(tmp_path, running, daemons, certs)
+    lab.alice.send_message("bob@corp.test", "Grüße, Bob <&> 'quoted'", subject="Hallo",
+                           thread="conv-1", lang="de")
+    m = lab.bob.wait_request("MESSAGE", timeout=30)
+    assert m.text == "Grüße, Bob <&> 'quoted'"
+    assert m.header("subject") == "Hallo"
+    assert m.header("content-language") == "de"
+    assert m.header("content-type").startswith("text/plain")
+    assert m.call_id == "conv-1"  # C1: thread -> Call-ID
+    assert "alice@partner.test" in m.header("from")
+    assert m.header("contact") is None  # C7
+    # bob answers in the same conversation: the Call-ID comes back as the thread
+    r = lab.bob.request("MESSAGE", "sip:alice@partner.test", body="Hi Alice & co ✓",
+                        content_type="text/plain;charset=UTF-8",
+                        headers=[("Subject", "Re: Hallo"), ("Content-Language", "en")],
+                        call_id="conv-1")
+    assert r.status == 202, r.start  # C4: Delivered -> 202
+    got = lab.alice.received(timeout=20, count=1, sender="bob@corp.test")
+    assert got and got[0]["body"] == "Hi Alice & co ✓"
+    assert got[0]["subject"] == "Re: Hallo"
+    assert got[0]["thread"] == "conv-1"
+    assert got[0]["lang"] == "en"
+    assert got[0]["type"] in (None, "", "normal")  # C3
+
+
+def test_thousand_each_way_in_order(tmp_path, running, daemons, certs):
+    lab = Lab(tmp_path, running, daemons, certs)
+    lab.alice.send_message("bob@corp.test", "warm-up")
+    lab.bob.wait_request("MESSAGE", timeout=30)
+    n = 1000
+    lab.alice.send_messages("bob@corp.test", n, fmt="to-bob-%d", wait=False)
+    wait_for(lambda: len(lab.bob_bodies()) >= n + 1, 120, "1000 messages at bob")
+    time.sleep(0.5)
+    assert lab.bob_bodies()[1:] == ["to-bob-%d" % i for i in range(n)]
+    for i in range(n):
+        r = lab.bob.message("sip:alice@partner.test", "to-alice-%d" % i)
+        assert r.status == 202, (i, r.start)
+    wait_for(lambda: len(lab.alice.received(timeout=0.1, sender="bob@corp.test")) >= n, 60,
+             "1000 messages at alice")
+    bodies = [g["body"] for g in lab.alice.received(timeout=1, sender="bob@corp.test")]
+    assert bodies == ["to-alice-%d" % i for i in range(n)]
+
+
+def test_errors_both_ways(tmp_path, running, daemons, certs):
+    lab = Lab(tmp_path, running, daemons, certs,
+              partners={"partner.test": {}, "void.test": {}})
+    # an unknown SIP user: Kamailio's 404 comes back to alice as item-not-found
+    lab.alice.send_message("carol@corp.test", "are you there?")
+    wait_for(lambda: lab.alice.errors(), 30, "an error at alice")
+    assert lab.alice.errors()[0]["condition"] == "item-not-found"
+    # a partner domain that does not resolve: the mapped failure, not 202
+    r = lab.bob.message("sip:zed@void.test", "hello?")
+    assert r.status in (404, 408, 604), r.start
+    # sips: is never translated (A1)
+    r = lab.bob.request("MESSAGE", "sips:alice@partner.test", body="secure?",
+                        content_type="text/plain")
+    assert r.status == 416, r.start
+    # a domain that is not a partner (J1)
+    r = lab.bob.message("sip:eve@stranger.test", "hi")
+    assert r.status in (403, 404), r.start
+
+
+ISCOMPOSING = ("<?xml version='1.0' encoding='UTF-8'?><isComposing "
+               "xmlns='urn:ietf:params:xml:ns:im-iscomposing'><state>%s</state></isComposing>")
+
+
+def test_chat_states_both_ways(tmp_path, running, daemons, certs):
+    """F1: XEP-0085 composing -> isComposing active; isComposing idle -> XEP-0085 active."""
+    lab = Lab(tmp_path, running, daemons, certs, alice_xml=True)
+    lab.alice.send_message("bob@corp.test", "hi")
+    lab.bob.wait_request("MESSAGE", timeout=30)
+    lab.alice.send_raw("<message to='bob@corp.test' type='chat'>"
+                       "<composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+    m = lab.bob.wait_request("MESSAGE", timeout=20, count=2)
+    assert m.header("content-type").startswith("application/im-iscomposing+xml"), m.start
+    assert "<state>active</state>" in m.text and "<refresh>" in m.text
+    r = lab.bob.message("sip:alice@partner.test", ISCOMPOSING % "active",
+                        content_type="application/im-iscomposing+xml")
+    assert r.status == 202, r.start
+    r = lab.bob.message("sip:alice@partner.test", ISCOMPOSING % "idle",
+                        content_type="application/im-iscomposing+xml")
+    assert r.status == 202, r.start
+    ev = lab.alice.wait_event(lambda e: e.get("ev") == "message" and "<active" in (e.get("xml") or ""),
+                              20, "an <active/> chat state at alice")
+    assert "http://jabber.org/protocol/chatstates" in ev["xml"]
+    assert any("<composing" in (e.get("xml") or "") for e in lab.alice.events("message"))
+
+
+def test_gateway_sigkill_mid_run_loses_nothing(tmp_path, running, daemons, certs):
+    """The edge keeps every stanza the gateway has not acknowledged, and the gateway
+    acknowledges only after the SIP final response: a SIGKILL of the gateway loses nothing;
+    what it had sent but not acknowledged is sent again (duplicates, counted)."""
+    lab = Lab(tmp_path, running, daemons, certs)
+    lab.alice.send_message("bob@corp.test", "warm-up")
+    lab.bob.wait_request("MESSAGE", timeout=30)
+    n = 1000
+    lab.alice.send_messages("bob@corp.test", n, fmt="k-%d", wait=False)
+    wait_for(lambda: len(lab.bob_bodies()) >= 1 + n // 3, 60, "a third of the run")
+    lab.gw.kill()
+    lab.gw.start()
+    want = {"k-%d" % i for i in range(n)}
+    wait_for(lambda: want <= set(lab.bob_bodies()), 120, "every message after the restart")
+    time.sleep(1)
+    bodies = lab.bob_bodies()[1:]
+    dups = len(bodies) - n
+    print("gateway SIGKILL during %d messages: %d duplicates" % (n, dups))
+    assert set(bodies) == want
+    assert 0 <= dups < n // 2
+    seen, firsts = set(), []
+    for b in bodies:
+        if b not in seen:
+            seen.add(b)
+            firsts.append(b)
+    assert firsts == ["k-%d" % i for i in range(n)]
+    assert lab.alice.errors() == []
