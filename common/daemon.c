@@ -2,9 +2,12 @@
 #include "daemon.h"
 
 #include "err.h"
+#include "log.h"
+#include "sig.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 int daemon_parse_args(int argc, char **argv, const char *prog, struct daemon_args *a)
 {
@@ -40,6 +43,30 @@ int daemon_load(const char *prog, const struct conf_option *table, size_t n,
 		return PE_CONFIG;
 	}
 	return 0;
+}
+
+/* What is still open at the deadline is abandoned on purpose. */
+static void on_stop_deadline(uv_timer_t *t)
+{
+	(void)t;
+	log_warn(0, "shutdown_forced", "reason=\"drain deadline passed\"");
+	_exit(1);
+}
+
+void daemon_begin_stop(struct daemon_stop *ds, uv_loop_t *loop, struct sig *sig,
+		       uint64_t deadline_ms)
+{
+	if (ds->stopping) {
+		log_warn(0, "shutdown_forced", "reason=\"second signal\"");
+		_exit(1);
+	}
+	ds->stopping = true;
+	log_info(0, "shutdown", "reason=signal drain_deadline_ms=%llu",
+		 (unsigned long long)deadline_ms);
+	sig_unref(sig);
+	uv_timer_init(loop, &ds->timer);
+	uv_timer_start(&ds->timer, on_stop_deadline, deadline_ms, 0);
+	uv_unref((uv_handle_t *)&ds->timer);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)

@@ -22,6 +22,22 @@ int daemon_parse_args(int argc, char **argv, const char *prog, struct daemon_arg
 int daemon_load(const char *prog, const struct conf_option *table, size_t n,
 		const struct conf_multi *multi, size_t nmulti, void *cfg, const char *path);
 
+struct sig;
+
+/* A graceful stop in progress. Embed it zeroed. */
+struct daemon_stop {
+	uv_timer_t timer;
+	bool stopping;
+};
+
+/* Called on SIGTERM/SIGINT. The first call logs, lets the loop end once every handle is
+ * closed (the signal handlers stay installed but stop holding the loop) and arms a drain
+ * deadline after which the process exits with 1; the caller then closes its listeners and
+ * connections. A second call means the operator insists: the process exits at once with 1
+ * (so this returns only the first time). */
+void daemon_begin_stop(struct daemon_stop *ds, uv_loop_t *loop, struct sig *sig,
+		       uint64_t deadline_ms);
+
 /* Closes every handle still open on loop and runs it until they are gone. */
 void daemon_close_all(uv_loop_t *loop);
 

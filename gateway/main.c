@@ -72,37 +72,18 @@ struct gateway {
 	struct sip_stack *sip;
 	struct xlate *xlate;
 	struct sig sig;
-	uv_timer_t stop_timer;
-	bool stopping;
+	struct daemon_stop stop;
 };
-
-static void on_stop_timeout(uv_timer_t *t)
-{
-	/* the drain deadline passed: what is still open is abandoned on purpose */
-	(void)t;
-	log_warn(0, "shutdown_forced", "reason=\"drain deadline passed\"");
-	_exit(1);
-}
 
 static void on_term(void *arg)
 {
 	struct gateway *g = arg;
-	if (g->stopping) {
-		/* the operator insists: leave now, without draining */
-		log_warn(0, "shutdown_forced", "reason=\"second signal\"");
-		_exit(1);
-	}
-	g->stopping = true;
-	log_info(0, "shutdown", "reason=signal");
+	daemon_begin_stop(&g->stop, g->loop, &g->sig, 10000);
 	edgelink_stop(g->edges);
 	xlate_free(g->xlate);
 	g->xlate = NULL;
 	sip_stack_free(g->sip);
 	g->sip = NULL;
-	sig_unref(&g->sig);
-	uv_timer_init(g->loop, &g->stop_timer);
-	uv_timer_start(&g->stop_timer, on_stop_timeout, 10000, 0);
-	uv_unref((uv_handle_t *)&g->stop_timer);
 }
 
 static void send_policy(struct gateway *g, struct link_out *out)

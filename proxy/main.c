@@ -55,37 +55,18 @@ struct proxy {
 	struct s2s *s2s;
 	struct s2s_out *s2s_out;
 	struct sig sig;
-	uv_timer_t stop_timer;
-	bool stopping;
+	struct daemon_stop stop;
 };
-
-static void on_stop_timeout(uv_timer_t *t)
-{
-	/* the drain deadline passed: what is still open is abandoned on purpose */
-	(void)t;
-	log_warn(0, "shutdown_forced", "reason=\"drain deadline passed\"");
-	_exit(1);
-}
 
 static void on_term(void *arg)
 {
 	struct proxy *p = arg;
-	if (p->stopping) {
-		/* the operator insists: leave now, without draining */
-		log_warn(0, "shutdown_forced", "reason=\"second signal\"");
-		_exit(1);
-	}
-	p->stopping = true;
-	log_info(0, "shutdown", "reason=signal");
+	daemon_begin_stop(&p->stop, p->loop, &p->sig, 10000);
 	if (p->s2s)
 		s2s_stop(p->s2s);
 	if (p->s2s_out)
 		s2s_out_stop(p->s2s_out);
 	gwlink_stop(p->gw);
-	sig_unref(&p->sig);
-	uv_timer_init(p->loop, &p->stop_timer);
-	uv_timer_start(&p->stop_timer, on_stop_timeout, 10000, 0);
-	uv_unref((uv_handle_t *)&p->stop_timer);
 }
 
 static void on_hup(void *arg)
