@@ -202,7 +202,7 @@ class Kamailio:
         self.proc = subprocess.Popen(
             [KAMAILIO, "-f", self.cfg, "-DD", "-E", "-m", "64", "-M", "8", "-P", self.pidfile,
              "-Y", self.rundir],
-            stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir)
+            stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
         logf.close()
         self.wait_ready(timeout)
         return self
@@ -247,6 +247,9 @@ class Kamailio:
         """SIGTERM to the main process (it stops its children), SIGKILL after timeout."""
         if not self.proc:
             return None
+        # Kamailio runs in its own process group (start_new_session): signal the group, so
+        # its worker processes go too even if the main one has to be killed.
+        pgid = self.proc.pid
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -254,6 +257,10 @@ class Kamailio:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        try:
+            os.killpg(pgid, signal.SIGKILL)  # any worker left behind
+        except (ProcessLookupError, PermissionError):
+            pass
         self.exit_code = self.proc.returncode
         return self.exit_code
 
