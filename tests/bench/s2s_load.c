@@ -5,7 +5,7 @@
  *
  *   s2s_load --host IP --port P --certs DIR [--conns N] [--stanzas M] [--size BYTES]
  *            [--rate R] [--idle] [--threads T] [--setup-threads S] [--sm] [--no-xmlns]
- *            [--src-base IP --src-count K] [--batch BYTES]
+ *            [--src-base IP --src-count K] [--batch BYTES] [--recipients N] [--stamp]
  *
  * Blocking sockets and OpenSSL in threads: S threads establish the streams (the handshake is
  * latency-bound, so several run at once), then T threads share the streams for sending,
@@ -13,7 +13,12 @@
  * every stream is closed with </stream:stream> and the edge's own close is awaited, so the
  * run ends only when the edge has read everything. --idle holds the authenticated streams
  * until SIGTERM/SIGINT. --src-base binds the sockets round-robin to K consecutive source
- * addresses (IP_BIND_ADDRESS_NO_PORT), for more streams than one address has ports. */
+ * addresses (IP_BIND_ADDRESS_NO_PORT), for more streams than one address has ports.
+ * --recipients N spreads each stream's stanzas round-robin over bob<k>@corp.test, k in
+ * 0..N-1 written with a fixed number of digits (bob000..bob999 for 1000), instead of one
+ * recipient per stream. --stamp starts every body with "t=<20 digits> ": CLOCK_MONOTONIC in
+ * nanoseconds just before the write that carries the stanza, for a receiver on the same
+ * machine to measure latency (sip_uas --latency). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -61,6 +66,8 @@ struct opts {
 	const char *src_base;
 	int src_count;
 	size_t batch;
+	int recipients; /* 0: one recipient per stream */
+	bool stamp;
 };
 
 struct stream {
@@ -72,6 +79,8 @@ struct stream {
 	char *tx;	  /* a batch of whole stanzas; ids patched before each write */
 	size_t tx_len;
 	size_t per_batch;
+	size_t to_off;	 /* offset of the recipient digits in a stanza (with --recipients) */
+	size_t body_off; /* offset of the body (with --stamp) */
 };
 
 static struct opts o = {
@@ -232,16 +241,29 @@ static void *setup_thread(void *arg)
 /* Fixed-width fields keep every stanza of a batch exactly o.size bytes; only the 8 hex
  * digits of each id change between batches. */
 #define ID_DIGITS 8
+#define STAMP_DIGITS 20
+
+static int recipient_digits(void)
+{
+	int w = 1;
+	for (int n = o.recipients - 1; n >= 10; n /= 10)
+		w++;
+	return w;
+}
 
 static void batch_build(int idx, struct stream *s)
 {
 	static const char post[] = "</body></message>";
 	char pre[256];
+	int tw = o.recipients ? recipient_digits() : 3;
 	int plen = snprintf(pre, sizeof pre,
 			    "<message%s from='u%03d@" PARTNER "/r' "
-			    "to='bob%03d@" SERVED "' type='chat' id='%0*x'><body>",
-			    o.no_xmlns ? "" : " xmlns='jabber:server'", idx % 1000, idx % 1000,
-			    ID_DIGITS, 0);
+			    "to='bob%0*d@" SERVED "' type='chat' id='%0*x'><body>%s",
+			    o.no_xmlns ? "" : " xmlns='jabber:server'", idx % 1000, tw,
+			    o.recipients ? 0 : idx % 1000, ID_DIGITS, 0,
+			    o.stamp ? "t=00000000000000000000 " : "");
+	s->to_off = (size_t)(strstr(pre, " to='bob") - pre) + 8;
+	s->body_off = (size_t)(strstr(pre, "<body>") - pre) + 6;
 	int pad = o.size - plen - (int)sizeof post + 1;
 	if (pad < 1) {
 		fprintf(stderr, "s2s_load: --size %d is below the smallest stanza (%d)\n", o.size,
@@ -267,16 +289,38 @@ static void batch_build(int idx, struct stream *s)
 	s->tx_len = (size_t)(p - s->tx);
 }
 
-static void batch_ids(struct stream *s, size_t count)
+static void put_dec(char *d, int width, uint64_t v)
+{
+	for (int j = width - 1; j >= 0; j--, v /= 10)
+		d[j] = (char)('0' + v % 10);
+}
+
+/* Patches ids, and recipients with --recipients; stream idx starts its round-robin at idx so
+ * that several streams spread too. */
+static void batch_ids(int idx, struct stream *s, size_t count)
 {
 	static const char hex[] = "0123456789abcdef";
 	const size_t id_off = (size_t)(strstr(s->tx, " id='") - s->tx) + 5;
+	const int tw = o.recipients ? recipient_digits() : 0;
 	for (size_t k = 0; k < count; k++) {
 		char *d = s->tx + k * (size_t)o.size + id_off;
 		uint64_t v = s->next_id++;
+		if (o.recipients)
+			put_dec(s->tx + k * (size_t)o.size + s->to_off, tw,
+				((uint64_t)idx + v) % (uint64_t)o.recipients);
 		for (int j = ID_DIGITS - 1; j >= 0; j--, v >>= 4)
 			d[j] = hex[v & 15];
 	}
+}
+
+/* --stamp: the send time goes in last, right before the write. */
+static void batch_stamp(struct stream *s, size_t count)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	for (size_t k = 0; k < count; k++)
+		put_dec(s->tx + k * (size_t)o.size + s->body_off + 2, STAMP_DIGITS, ns);
 }
 
 /* XEP-0198: the edge sends <a/> as the gateway acknowledges; read it off so its output
@@ -313,7 +357,9 @@ static void *send_thread(void *arg)
 			size_t k = s->per_batch;
 			if (k > s->quota - s->sent)
 				k = (size_t)(s->quota - s->sent);
-			batch_ids(s, k);
+			batch_ids(i, s, k);
+			if (o.stamp)
+				batch_stamp(s, k);
 			tx_all(i, s, s->tx, k * (size_t)o.size);
 			s->sent += k;
 			done += k;
@@ -373,7 +419,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: s2s_load --host IP --port P --certs DIR [--conns N] [--stanzas M]\n"
 		"       [--size BYTES] [--rate R] [--idle] [--threads T] [--setup-threads S]\n"
-		"       [--sm] [--no-xmlns] [--src-base IP --src-count K] [--batch BYTES]\n");
+		"       [--sm] [--no-xmlns] [--src-base IP --src-count K] [--batch BYTES]\n"
+		"       [--recipients N] [--stamp]\n");
 	exit(2);
 }
 
@@ -391,6 +438,9 @@ static void parse(int argc, char **argv)
 			used = false;
 		} else if (!strcmp(a, "--no-xmlns")) {
 			o.no_xmlns = true;
+			used = false;
+		} else if (!strcmp(a, "--stamp")) {
+			o.stamp = true;
 			used = false;
 		} else if (!v) {
 			usage();
@@ -418,6 +468,8 @@ static void parse(int argc, char **argv)
 			o.src_count = atoi(v);
 		} else if (!strcmp(a, "--batch")) {
 			o.batch = strtoull(v, NULL, 10);
+		} else if (!strcmp(a, "--recipients")) {
+			o.recipients = atoi(v);
 		} else {
 			usage();
 		}
@@ -425,7 +477,7 @@ static void parse(int argc, char **argv)
 			i++;
 	}
 	if (!o.host || !o.certs || o.port <= 0 || o.conns <= 0 || o.size <= 0 ||
-	    o.setup_threads <= 0 || o.batch == 0)
+	    o.setup_threads <= 0 || o.batch == 0 || o.recipients < 0)
 		usage();
 	if (o.src_base) {
 		if (inet_pton(AF_INET, o.src_base, &src_base) != 1)

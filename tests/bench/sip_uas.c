@@ -3,8 +3,13 @@
  * bottleneck. UDP, TCP and TLS (common/net).
  *
  *   sip_uas [--udp IP:PORT] [--tcp IP:PORT] [--tls IP:PORT --cert F --key F]
- *           [--status N]
- * Prints "ready" when listening and "answered N" on SIGTERM/SIGINT. */
+ *           [--status N] [--expect N [--latency]]
+ * Prints "ready" when listening and "answered N" on SIGTERM/SIGINT.
+ * --expect N: after every N MESSAGE requests, prints "received messages=N elapsed_us=T
+ * rate=R" (T from the first to the last of them) and starts counting again. --latency also
+ * reads the send time a generator on this machine put at the start of each body as
+ * "t=<CLOCK_MONOTONIC ns>" (s2s_load --stamp) and adds "latency n=.. p50_us=.. p99_us=..
+ * p999_us=.. max_us=..": the time from that stamp to the read that brought the request. */
 #include "buf.h"
 #include "err.h"
 #include "log.h"
@@ -14,10 +19,12 @@
 
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <uv.h>
 
 static uv_loop_t *loop;
@@ -29,6 +36,84 @@ static bool have_udp;
 static struct net_listener *listeners[2];
 static uv_signal_t sig_term, sig_int;
 static const struct sip_frame_limits lim = {.max_header = 16384, .max_body = 65536};
+
+/* --- counting and latency (--expect, --latency) ------------------------------------ */
+
+static unsigned long expect;
+static bool latency;
+static unsigned long received;
+static uint64_t first_ns, last_ns;
+static int64_t *lat; /* ns per stamped MESSAGE of the current round */
+static size_t nlat, caplat;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Nearest rank: the smallest sample with at least q of all samples at or below it. */
+static double pct_us(double q)
+{
+	size_t k = (size_t)(q * (double)nlat + 0.999999);
+	if (k == 0)
+		k = 1;
+	return (double)lat[k - 1] / 1e3;
+}
+
+static void report(void)
+{
+	double us = (double)(last_ns - first_ns) / 1e3;
+	printf("received messages=%lu elapsed_us=%.0f rate=%.0f\n", received, us,
+	       us > 0 ? (double)(received - 1) * 1e6 / us : 0.0);
+	if (latency) {
+		if (nlat) {
+			qsort(lat, nlat, sizeof *lat, cmp_i64);
+			printf("latency n=%zu p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f\n",
+			       nlat, pct_us(0.50), pct_us(0.99), pct_us(0.999),
+			       (double)lat[nlat - 1] / 1e3);
+		} else {
+			printf("latency n=0\n");
+		}
+	}
+	fflush(stdout);
+	received = 0;
+	nlat = 0;
+}
+
+/* Counts one request (p[0..n), headers and body) read at now (ns). */
+static void note_request(const uint8_t *p, size_t n, uint64_t now)
+{
+	if (!expect || n < 8 || memcmp(p, "MESSAGE ", 8) != 0)
+		return;
+	if (received++ == 0)
+		first_ns = now;
+	last_ns = now;
+	if (latency) {
+		const uint8_t *b = memmem(p, n, "\r\n\r\n", 4);
+		if (b && (size_t)(p + n - b) > 6 && b[4] == 't' && b[5] == '=') {
+			uint64_t t = 0;
+			for (b += 6; b < p + n && *b >= '0' && *b <= '9'; b++)
+				t = t * 10 + (uint64_t)(*b - '0');
+			if (nlat == caplat) {
+				caplat = caplat ? caplat * 2 : 65536;
+				lat = realloc(lat, caplat * sizeof *lat);
+				if (!lat)
+					abort();
+			}
+			lat[nlat++] = (int64_t)(now - t);
+		}
+	}
+	if (received == expect)
+		report();
+}
 
 /* Builds the response to the request in p[0..n) into out. Returns its length or 0. */
 static size_t respond(const uint8_t *p, size_t n, char *out, size_t cap)
@@ -91,6 +176,7 @@ static size_t process(struct net_conn *c, struct conn *k, const uint8_t *p, size
 	size_t off = 0;
 	char out[8192];
 	struct sip_frame f;
+	uint64_t now = expect ? now_ns() : 0;
 	while (off < n) {
 		int r = sip_frame_scan(p + off, n - off, &lim, &k->fs, 0, &f);
 		if (r == PE_NEEDMORE)
@@ -103,6 +189,7 @@ static size_t process(struct net_conn *c, struct conn *k, const uint8_t *p, size
 		if (f.kind == SIP_FRAME_PING)
 			net_conn_write(c, "\r\n", 2);
 		if (f.kind == SIP_FRAME_MESSAGE) {
+			note_request(p + off, f.len, now);
 			size_t rl = respond(p + off, f.len, out, sizeof out);
 			if (rl) {
 				net_conn_write(c, out, rl);
@@ -165,6 +252,7 @@ static void udp_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct soc
 	(void)flags;
 	if (n <= 0 || !addr)
 		return;
+	note_request((const uint8_t *)b->base, (size_t)n, expect ? now_ns() : 0);
 	size_t rl = respond((const uint8_t *)b->base, (size_t)n, out, sizeof out);
 	if (!rl)
 		return;
@@ -207,7 +295,16 @@ int main(int argc, char **argv)
 	const char *udp_a = NULL, *tcp_a = NULL, *tls_a = NULL, *certf = NULL, *keyf = NULL;
 	char ip[64], err[256];
 	int port;
-	for (int i = 1; i + 1 < argc; i += 2) {
+	for (int i = 1; i < argc; i += 2) {
+		if (strcmp(argv[i], "--latency") == 0) {
+			latency = true;
+			i--;
+			continue;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "option %s needs a value\n", argv[i]);
+			return 2;
+		}
 		if (strcmp(argv[i], "--udp") == 0)
 			udp_a = argv[i + 1];
 		else if (strcmp(argv[i], "--tcp") == 0)
@@ -220,6 +317,8 @@ int main(int argc, char **argv)
 			keyf = argv[i + 1];
 		else if (strcmp(argv[i], "--status") == 0)
 			status = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--expect") == 0)
+			expect = strtoul(argv[i + 1], NULL, 10);
 		else {
 			fprintf(stderr, "unknown option %s\n", argv[i]);
 			return 2;
@@ -272,5 +371,6 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	uv_run(loop, UV_RUN_DEFAULT);
 	tls_ctx_free(tls_server);
+	free(lat);
 	return 0;
 }
