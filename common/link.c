@@ -269,6 +269,9 @@ static void out_acked(struct link_out *o, uint64_t head)
 {
 	if (o->ob.head != head && o->on_acked)
 		o->on_acked(o, o->arg);
+	/* Progress must not hang on one edge-triggered drain event: whenever acks arrive and
+	 * frames wait unsent, send what the connection takes now. */
+	out_pump(o);
 	if (o->was_full && outbox_has_room(&o->ob)) {
 		o->was_full = false;
 		if (o->on_room)
@@ -658,6 +661,15 @@ static void on_tick(uv_timer_t *t)
 	}
 	if (s->hello_rx)
 		send_pong_or_ping(s, false, ++s->ping_nonce);
+	struct link_out *o = s->peer ? s->peer->out : NULL;
+	if (o && o->tx == s && o->ob.cursor < o->ob.next_seq)
+		out_pump(o); /* the same safety net, once per tick */
+	if (o && o->tx == s)
+		log_debug(net_conn_id(s->conn), "link_outbox",
+			  "head=%llu cursor=%llu next=%llu depth=%u was_full=%d queued=%zu",
+			  (unsigned long long)o->ob.head, (unsigned long long)o->ob.cursor,
+			  (unsigned long long)o->ob.next_seq, outbox_depth(&o->ob), o->was_full,
+			  net_conn_out_queued(s->conn));
 }
 
 static void on_acker(uv_timer_t *t)
