@@ -37,6 +37,19 @@ struct binding {
 	char *thread, *callid;
 };
 
+/* F2: the chat-state trackers of one conversation, both directions. Key: the XMPP user's
+ * bare JID, '\n', the SIP user's bare JID (normalised). Freed when both sides are idle. */
+struct conv {
+	struct sip_map_node node;
+	struct conv *prev, *next;
+	char *key;
+	char *xmpp_jid; /* the XMPP side as last seen (full JID) */
+	char *sip_jid;	/* the SIP user as a JID */
+	struct chatstate_tx tx; /* XMPP -> SIP */
+	struct chatstate_rx rx; /* SIP -> XMPP */
+};
+#define CONV_MAX 100000 /* beyond this, chat states pass through untracked */
+
 /* An XMPP message waiting for the SIP final response. */
 struct pend_in {
 	struct xlate *x;
@@ -67,6 +80,9 @@ struct xlate {
 	struct binding *lru_head, *lru_tail;
 	uv_timer_t sweep;
 	struct sip_map pending; /* struct pend_out by ref */
+	struct sip_map convs;	/* struct conv by key */
+	struct conv *conv_head; /* every conversation with chat-state state */
+	uv_timer_t cs_timer;	/* F2: refreshes and idle timeouts, every second while any */
 	uint64_t ref_base, ref_next;
 	struct xlate_stats stats;
 	struct buf scratch;
@@ -374,6 +390,70 @@ static void handle_iq(struct xlate *x, const Parley__Link__Stanza *st)
 	}
 }
 
+/* ---- F2: chat-state conversations ---- */
+
+static void on_cs_tick(uv_timer_t *t);
+
+/* The bare, normalised form of jid into out; 0 or an error. */
+static int bare_of(const char *jid, char *out, size_t cap)
+{
+	struct jid j;
+	if (!jid || jid_normalize(jid, strlen(jid), out, cap, &j) < 0)
+		return PE_INVAL;
+	out[(size_t)(j.domain.p + j.domain.n - out)] = 0;
+	return 0;
+}
+
+static struct conv *conv_get(struct xlate *x, const char *xmpp_jid, const char *sip_jid,
+			     bool create)
+{
+	char a[JID_BUF], b[JID_BUF], key[2 * JID_BUF];
+	if (bare_of(xmpp_jid, a, sizeof a) || bare_of(sip_jid, b, sizeof b))
+		return NULL;
+	int kn = snprintf(key, sizeof key, "%s\n%s", a, b);
+	struct sip_map_node *n = sip_map_find(&x->convs, key, (size_t)kn);
+	if (n) {
+		struct conv *c = sip_map_entry(n, struct conv, node);
+		if (create && strcmp(c->xmpp_jid, xmpp_jid) != 0) {
+			free(c->xmpp_jid);
+			c->xmpp_jid = dup0(xmpp_jid);
+		}
+		return c;
+	}
+	if (!create || x->convs.n >= CONV_MAX)
+		return NULL;
+	struct conv *c = calloc(1, sizeof *c);
+	if (!c)
+		abort();
+	c->key = dup0(key);
+	c->xmpp_jid = dup0(xmpp_jid);
+	c->sip_jid = dup0(sip_jid);
+	chatstate_tx_init(&c->tx, 0);
+	sip_map_insert(&x->convs, &c->node, c->key, (size_t)kn);
+	c->next = x->conv_head;
+	if (c->next)
+		c->next->prev = c;
+	x->conv_head = c;
+	if (!uv_is_active((uv_handle_t *)&x->cs_timer))
+		uv_timer_start(&x->cs_timer, on_cs_tick, 1000, 1000);
+	return c;
+}
+
+static void conv_free(struct xlate *x, struct conv *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		x->conv_head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	sip_map_remove(&x->convs, &c->node);
+	free(c->key);
+	free(c->xmpp_jid);
+	free(c->sip_jid);
+	free(c);
+}
+
 /* ---- XMPP -> SIP ---- */
 
 static void pend_in_free(struct pend_in *p)
@@ -403,18 +483,117 @@ static void on_message_response(void *arg, struct sip_msg *resp)
 	pend_in_free(p);
 }
 
-/* F1: a standalone XEP-0085 notification becomes an isComposing MESSAGE (RFC 7573 §6):
- * composing -> active, active/inactive/paused -> idle, gone -> nothing in page mode. */
-static bool chat_state_body(const Parley__Link__Stanza *st, char *doc, size_t cap)
+static void on_notice_response(void *arg, struct sip_msg *resp)
+{
+	(void)arg;
+	if (sip_msg_status(resp) >= 300)
+		log_info(0, "xlate_notice_failed", "status=%d", sip_msg_status(resp));
+}
+
+/* A MESSAGE from XMPP address `from` to `to` (Call-ID from thread), or NULL with *fail
+ * set to the stanza error to answer. */
+static struct sip_msg *page_request(struct xlate *x, const char *from_jid, const char *to_jid,
+				    const char *thread, enum errmap_cond *fail)
+{
+	char ruri[ADDR_URI_BUF], from[ADDR_URI_BUF], to[ADDR_URI_BUF];
+	*fail = ERRMAP_COND_NONE;
+	if (addr_jid_to_sip(to_jid, strlen(to_jid), 0, ruri, sizeof ruri) < 0 ||
+	    addr_jid_to_sip(to_jid, strlen(to_jid), ADDR_NO_GR | ADDR_NAME_ADDR, to,
+			    sizeof to) < 0)
+		*fail = ERRMAP_COND_JID_MALFORMED;
+	else if (addr_sip_from(from_jid, strlen(from_jid), from, sizeof from) < 0)
+		*fail = ERRMAP_COND_JID_MALFORMED;
+	else if (!strchr(to_jid, '@'))
+		*fail = ERRMAP_COND_SERVICE_UNAVAILABLE; /* a message to the domain itself */
+	if (*fail != ERRMAP_COND_NONE)
+		return NULL;
+	struct sip_msg *req =
+	    sip_stack_new_request(x->sip, "MESSAGE", ruri, from, to, callid_for_thread(x, thread));
+	if (!req)
+		*fail = ERRMAP_COND_JID_MALFORMED;
+	return req;
+}
+
+/* Sends an isComposing document the trackers produced on their own (a refresh, or idle
+ * after the XMPP side fell silent): no stanza waits for its answer. */
+static void send_composing(struct xlate *x, struct conv *c, const struct chatstate_doc *d)
+{
+	char doc[CHATSTATE_DOC_MAX];
+	enum errmap_cond fail;
+	if (chatstate_write(d, doc, sizeof doc) <= 0)
+		return;
+	struct sip_msg *req = page_request(x, c->xmpp_jid, c->sip_jid, NULL, &fail);
+	if (!req)
+		return;
+	sip_msg_set_body(req, CHATSTATE_CONTENT_TYPE, doc, strlen(doc));
+	sip_stack_send(x->sip, req, NULL, on_notice_response, NULL, NULL);
+}
+
+/* A standalone XEP-0085 notification to the XMPP user, from the SIP user. */
+static void send_chat_state(struct xlate *x, const char *from, const char *to, enum chatstate cs)
+{
+	char xml[96];
+	snprintf(xml, sizeof xml, "<%s xmlns='" CHATSTATE_NS_CHATSTATES "'/>", chatstate_name(cs));
+	ProtobufCBinaryData extra = {strlen(xml), (uint8_t *)xml};
+	Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
+	Parley__Link__Stanza s = PARLEY__LINK__STANZA__INIT;
+	s.ref = new_ref(x);
+	s.kind = PARLEY__LINK__STANZA_KIND__KIND_MESSAGE;
+	s.type = "chat";
+	s.from = (char *)from;
+	s.to = (char *)to;
+	s.n_extra = 1;
+	s.extra = &extra;
+	f.body_case = PARLEY__LINK__FRAME__BODY_STANZA;
+	f.stanza = &s;
+	size_t dn;
+	const char *d = domain_of(to, &dn);
+	char dom[256];
+	snprintf(dom, sizeof dom, "%.*s", (int)dn, d);
+	edgelink_send_to(x->edges, dom, &f);
+}
+
+static void on_cs_tick(uv_timer_t *t)
+{
+	struct xlate *x = t->data;
+	uint64_t now = uv_now(x->loop);
+	for (struct conv *c = x->conv_head, *next; c; c = next) {
+		next = c->next;
+		struct chatstate_doc d;
+		if (chatstate_tx_tick(&c->tx, now, &d))
+			send_composing(x, c, &d);
+		if (chatstate_rx_tick(&c->rx, now) == CHATSTATE_ACTIVE)
+			send_chat_state(x, c->sip_jid, c->xmpp_jid, CHATSTATE_ACTIVE);
+		if (!chatstate_tx_deadline(&c->tx) && !chatstate_rx_deadline(&c->rx))
+			conv_free(x, c);
+	}
+	if (!x->conv_head)
+		uv_timer_stop(&x->cs_timer);
+}
+
+/* F1/F2: a standalone XEP-0085 notification becomes an isComposing MESSAGE (RFC 7573 §6)
+ * only when the state changes: composing -> active (refreshed while it lasts),
+ * active/inactive/paused -> idle, gone -> nothing in page mode. */
+static bool chat_state_body(struct xlate *x, const Parley__Link__Stanza *st, char *doc,
+			    size_t cap)
 {
 	enum chatstate cs = chat_state_of(st);
 	struct chatstate_doc d;
 	memset(&d, 0, sizeof d);
-	if (cs == CHATSTATE_NONE || !chatstate_to_ic(cs, &d.state))
+	if (cs == CHATSTATE_NONE)
 		return false;
-	if (d.state == CHATSTATE_IC_ACTIVE) {
-		d.refresh = chatstate_refresh_interval(0);
-		snprintf(d.contenttype, sizeof d.contenttype, "text/plain");
+	struct conv *c = conv_get(x, st->from, st->to, true);
+	if (c) {
+		if (!chatstate_tx_state(&c->tx, cs, uv_now(x->loop), &d))
+			return false;
+	} else {
+		/* untracked (bad JIDs or too many conversations): stateless F1 */
+		if (!chatstate_to_ic(cs, &d.state))
+			return false;
+		if (d.state == CHATSTATE_IC_ACTIVE) {
+			d.refresh = chatstate_refresh_interval(0);
+			snprintf(d.contenttype, sizeof d.contenttype, "text/plain");
+		}
 	}
 	return chatstate_write(&d, doc, cap) > 0;
 }
@@ -424,27 +603,17 @@ static void message_to_sip(struct xlate *x, struct link_peer *peer, uint64_t seq
 {
 	char doc[CHATSTATE_DOC_MAX];
 	bool composing = !st->body;
-	if (composing && !chat_state_body(st, doc, sizeof doc)) {
-		link_peer_processed(peer, seq); /* a receipt, gone, ...: nothing in page mode */
+	if (composing && !chat_state_body(x, st, doc, sizeof doc)) {
+		link_peer_processed(peer, seq); /* a receipt, gone, a repeat: nothing to send */
 		return;
 	}
-	char ruri[ADDR_URI_BUF], from[ADDR_URI_BUF], to[ADDR_URI_BUF];
-	enum errmap_cond fail = ERRMAP_COND_NONE;
-	if (addr_jid_to_sip(st->to, strlen(st->to), 0, ruri, sizeof ruri) < 0 ||
-	    addr_jid_to_sip(st->to, strlen(st->to), ADDR_NO_GR | ADDR_NAME_ADDR, to,
-			    sizeof to) < 0)
-		fail = ERRMAP_COND_JID_MALFORMED;
-	else if (addr_sip_from(st->from, strlen(st->from), from, sizeof from) < 0)
-		fail = ERRMAP_COND_JID_MALFORMED;
-	else if (!strchr(st->to, '@'))
-		fail = ERRMAP_COND_SERVICE_UNAVAILABLE; /* a message to the domain itself */
-	struct sip_msg *req = NULL;
-	if (fail == ERRMAP_COND_NONE) {
-		req = sip_stack_new_request(x->sip, "MESSAGE", ruri, from, to,
-					    callid_for_thread(x, st->thread));
-		if (!req)
-			fail = ERRMAP_COND_JID_MALFORMED;
+	if (!composing) {
+		struct conv *c = conv_get(x, st->from, st->to, false);
+		if (c)
+			chatstate_tx_message(&c->tx); /* content ends composing */
 	}
+	enum errmap_cond fail;
+	struct sip_msg *req = page_request(x, st->from, st->to, st->thread, &fail);
 	if (req && composing) {
 		sip_msg_set_body(req, CHATSTATE_CONTENT_TYPE, doc, strlen(doc));
 	} else if (req) {
@@ -459,10 +628,9 @@ static void message_to_sip(struct xlate *x, struct link_peer *peer, uint64_t seq
 		/* C5: RFC 3428 §8 bounds the whole request. Serialising it to measure costs as
 		 * much as sending it, so only messages that could be near the limit are measured:
 		 * the headers we write stay well under the fixed allowance below. */
-		size_t est = (composing ? strlen(doc) : strlen(st->body)) +
-			     (st->subject ? strlen(st->subject) : 0) + 2 * strlen(ruri) +
-			     strlen(from) + strlen(to) + 2 * (st->thread ? strlen(st->thread) : 0) +
-			     600;
+		size_t est = strlen(st->body) + (st->subject ? strlen(st->subject) : 0) +
+			     3 * strlen(st->to) + 2 * strlen(st->from) +
+			     2 * (st->thread ? strlen(st->thread) : 0) + 700;
 		buf_consume(&x->scratch, buf_len(&x->scratch));
 		if (est > x->conf->max_message &&
 		    (sip_msg_serialise(req, &x->scratch) != 0 ||
@@ -472,7 +640,7 @@ static void message_to_sip(struct xlate *x, struct link_peer *peer, uint64_t seq
 			fail = ERRMAP_COND_POLICY_VIOLATION;
 		}
 	}
-	if (fail != ERRMAP_COND_NONE) {
+	if (!req) {
 		xmpp_error(x, st->kind, st->from, st->to, st->id, fail,
 			   fail == ERRMAP_COND_POLICY_VIOLATION ? "message too large for SIP" : NULL);
 		link_peer_processed(peer, seq);
@@ -551,13 +719,6 @@ static void reply(struct sip_stxn *st, int status, const char *reason)
 	sip_stxn_reply(st, status, reason ? reason : errmap_reason(status));
 }
 
-static void on_notice_response(void *arg, struct sip_msg *resp)
-{
-	(void)arg;
-	if (sip_msg_status(resp) >= 300)
-		log_info(0, "xlate_notice_failed", "status=%d", sip_msg_status(resp));
-}
-
 /* C4: after the deadline a Bounce reaches the SIP user as a new MESSAGE. */
 static void late_notice(struct xlate *x, struct pend_out *p, const char *cond)
 {
@@ -571,6 +732,8 @@ static void late_notice(struct xlate *x, struct pend_out *p, const char *cond)
 	sip_msg_set_body(m, "text/plain;charset=UTF-8", body, strlen(body));
 	sip_stack_send(x->sip, m, NULL, on_notice_response, NULL, NULL);
 	x->stats.late_bounces++;
+	log_info(0, "xlate_late_bounce", "user=%s partner=%s cond=%s", p->user_uri,
+		 p->partner_uri, cond);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -659,15 +822,26 @@ static void message_from_sip(struct xlate *x, struct sip_stxn *st, struct sip_ms
 	sip_msg_body(req, &body, &blen);
 	char cs_xml[96];
 	ProtobufCBinaryData cs_extra = {0, NULL};
+	bool with_active = false;
 	if (sip_msg_content_type_is(req, CHATSTATE_CONTENT_TYPE)) {
-		/* F1: isComposing -> a standalone XEP-0085 notification */
+		/* F1/F2: isComposing -> a standalone XEP-0085 notification when the state
+		 * changes; a refresh only moves the idle timeout */
 		struct chatstate_doc d;
 		if (chatstate_parse((const char *)body, blen, CHATSTATE_DOC_MAX, &d) != 0) {
 			reply(st, 400, "Bad isComposing document");
 			return;
 		}
+		enum chatstate cs = chatstate_from_ic(d.state);
+		struct conv *c = conv_get(x, to, from, true);
+		if (c) {
+			cs = chatstate_rx_doc(&c->rx, &d, uv_now(x->loop));
+			if (cs == CHATSTATE_NONE) {
+				reply(st, 202, "Accepted");
+				return;
+			}
+		}
 		snprintf(cs_xml, sizeof cs_xml, "<%s xmlns='" CHATSTATE_NS_CHATSTATES "'/>",
-			 chatstate_name(chatstate_from_ic(d.state)));
+			 chatstate_name(cs));
 		cs_extra.data = (uint8_t *)cs_xml;
 		cs_extra.len = strlen(cs_xml);
 		blen = 0;
@@ -679,6 +853,16 @@ static void message_from_sip(struct xlate *x, struct sip_stxn *st, struct sip_ms
 			sip_stxn_respond(st, resp);
 		}
 		return;
+	}
+	if (!cs_extra.len) {
+		/* content ends composing (RFC 3994 §3): the message says <active/> itself */
+		struct conv *c = conv_get(x, to, from, false);
+		if (c && c->rx.active) {
+			chatstate_rx_message(&c->rx);
+			snprintf(cs_xml, sizeof cs_xml,
+				 "<active xmlns='" CHATSTATE_NS_CHATSTATES "'/>");
+			with_active = true;
+		}
 	}
 	char *text = malloc(blen + 1);
 	if (!text)
@@ -700,6 +884,11 @@ static void message_from_sip(struct xlate *x, struct sip_stxn *st, struct sip_ms
 	s.body = cs_extra.len ? NULL : text;
 	if (cs_extra.len) {
 		s.type = "chat"; /* XEP-0085 notifications belong to chat conversations */
+		s.n_extra = 1;
+		s.extra = &cs_extra;
+	} else if (with_active) {
+		cs_extra.data = (uint8_t *)cs_xml;
+		cs_extra.len = strlen(cs_xml);
 		s.n_extra = 1;
 		s.extra = &cs_extra;
 	}
@@ -798,6 +987,10 @@ struct xlate *xlate_new(uv_loop_t *loop, const struct xlate_conf *conf, struct s
 	sip_map_init(&x->threads);
 	sip_map_init(&x->callids);
 	sip_map_init(&x->pending);
+	sip_map_init(&x->convs);
+	uv_timer_init(loop, &x->cs_timer);
+	x->cs_timer.data = x;
+	uv_unref((uv_handle_t *)&x->cs_timer);
 	buf_init(&x->scratch, 1024 * 1024 + 65536);
 	uint32_t rnd;
 	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
@@ -811,6 +1004,9 @@ struct xlate *xlate_new(uv_loop_t *loop, const struct xlate_conf *conf, struct s
 }
 
 static void on_sweep_closed(uv_handle_t *h) { free(h->data); }
+
+/* The sweep timer's close callback frees x; closes run in order, so this one goes first. */
+static void on_cs_timer_closed(uv_handle_t *h) { (void)h; }
 
 static void free_pending(struct sip_map_node *n, void *arg)
 {
@@ -830,6 +1026,10 @@ void xlate_free(struct xlate *x)
 	sip_map_foreach(&x->pending, free_pending, x);
 	while (x->lru_head)
 		binding_free(x, x->lru_head);
+	while (x->conv_head)
+		conv_free(x, x->conv_head);
+	sip_map_deinit(&x->convs);
+	uv_close((uv_handle_t *)&x->cs_timer, on_cs_timer_closed);
 	sip_map_deinit(&x->threads);
 	sip_map_deinit(&x->callids);
 	sip_map_deinit(&x->pending);

@@ -9,6 +9,7 @@ from harness import Daemon, free_port, make_certs
 from kamailio import Kamailio
 from linkconf import gateway_conf, policy_conf, proxy_conf, s2s_conf
 from peers import Dnsmasq, Prosody, xmpp_srv
+from s2soutlab import Blackhole
 from sipua import UA
 from xmppclient import XmppClient
 
@@ -47,7 +48,7 @@ def wait_for(pred, timeout, what):
 
 class Lab:
     def __init__(self, tmp_path, running, daemons, certs, partners=None, gw_extra="",
-                 alice_xml=False):
+                 alice_xml=False, federation=None):
         port, link = free_port(EDGE_IP), free_port()
         self.dns = Dnsmasq(tmp_path / "dns",
                            srv=[xmpp_srv("corp.test", "edge.corp.test", port),
@@ -63,11 +64,13 @@ class Lab:
         sip = ("\n[sip]\nlisten_udp = %s:5060\npool = udp:%s:5060\n%s"
                % (GW_SIP, KAM_IP, gw_extra))
         self.gw = Daemon("parley-gateway", tmp_path, "gateway",
-                         gateway_conf(certs, link, policy=policy_conf(partners=partners) + sip)
+                         gateway_conf(certs, link,
+                                      policy=policy_conf(partners=partners, **(federation or {}))
+                                      + sip)
                          ).start()
         daemons.append(self.gw)
         self.px.wait_log(r"event=policy_applied")
-        self.kam = Kamailio(tmp_path, ip=KAM_IP, port=5060, partners=["partner.test", "void.test"],
+        self.kam = Kamailio(tmp_path, ip=KAM_IP, port=5060, partners=["partner.test", "void.test", "slow.test"],
                             gateway="sip:%s:5060" % GW_SIP, certs=certs)
         self.kam.check()
         running.append(self.kam.start())
@@ -164,7 +167,21 @@ def test_chat_states_both_ways(tmp_path, running, daemons, certs):
     m = lab.bob.wait_request("MESSAGE", timeout=20, count=2)
     assert m.header("content-type").startswith("application/im-iscomposing+xml"), m.start
     assert "<state>active</state>" in m.text and "<refresh>" in m.text
+    # F2: a repeated composing is the same state: no second isComposing; paused -> idle
+    lab.alice.send_raw("<message to='bob@corp.test' type='chat'>"
+                       "<composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+    lab.alice.send_raw("<message to='bob@corp.test' type='chat'>"
+                       "<paused xmlns='http://jabber.org/protocol/chatstates'/></message>")
+    m = lab.bob.wait_request("MESSAGE", timeout=20, count=3)
+    assert "<state>idle</state>" in m.text, m.text
+    time.sleep(0.5)
+    assert len(lab.bob_bodies()) == 3, lab.bob_bodies()
     r = lab.bob.message("sip:alice@partner.test", ISCOMPOSING % "active",
+                        content_type="application/im-iscomposing+xml")
+    assert r.status == 202, r.start
+    # a refresh of active (F2) only moves the idle timeout: answered, not forwarded
+    r = lab.bob.message("sip:alice@partner.test",
+                        (ISCOMPOSING % "active").replace("</state>", "</state><refresh>60</refresh>"),
                         content_type="application/im-iscomposing+xml")
     assert r.status == 202, r.start
     r = lab.bob.message("sip:alice@partner.test", ISCOMPOSING % "idle",
@@ -173,7 +190,37 @@ def test_chat_states_both_ways(tmp_path, running, daemons, certs):
     ev = lab.alice.wait_event(lambda e: e.get("ev") == "message" and "<active" in (e.get("xml") or ""),
                               20, "an <active/> chat state at alice")
     assert "http://jabber.org/protocol/chatstates" in ev["xml"]
-    assert any("<composing" in (e.get("xml") or "") for e in lab.alice.events("message"))
+    states = [e["xml"] for e in lab.alice.events("message") if "chatstates" in (e.get("xml") or "")]
+    assert sum("<composing" in x for x in states) == 1, states
+    # content ends composing: a message after active carries <active/> (RFC 3994 3)
+    r = lab.bob.message("sip:alice@partner.test", ISCOMPOSING % "active",
+                        content_type="application/im-iscomposing+xml")
+    assert r.status == 202, r.start
+    r = lab.bob.message("sip:alice@partner.test", "typed it")
+    assert r.status == 202, r.start
+    got = lab.alice.wait_event(lambda e: e.get("ev") == "message" and e.get("body") == "typed it",
+                               20, "the message at alice")
+    assert "<active" in got["xml"], got["xml"]
+
+
+def test_late_bounce_after_deadline(tmp_path, running, daemons, certs):
+    """C4: with no outcome by the delivery deadline the SIP sender gets 202; when the edge
+    bounces the message later, a new MESSAGE tells the SIP user it was not delivered."""
+    hole = Blackhole("127.0.0.34")
+    running.append(hole)
+    lab = Lab(tmp_path, running, daemons, certs,
+              partners={"partner.test": {}, "slow.test": {"proxy": "127.0.0.34:%d" % hole.port}},
+              federation={"establishment_timeout": "3s"},
+              gw_extra="[translate]\ndelivery_deadline = 1s\n")
+    t0 = time.monotonic()
+    r = lab.bob.message("sip:zed@slow.test", "into the void")
+    took = time.monotonic() - t0
+    assert r.status == 202, r.start
+    assert 0.8 < took < 2.9, took  # the deadline answered, not the bounce
+    m = lab.bob.wait_request("MESSAGE", timeout=20)
+    assert "zed@slow.test" in m.header("from"), m.header("from")
+    assert "could not be delivered" in m.text and "remote-server-timeout" in m.text, m.text
+    lab.gw.wait_log(r"event=xlate_late_bounce")
 
 
 def test_gateway_sigkill_mid_run_loses_nothing(tmp_path, running, daemons, certs):
