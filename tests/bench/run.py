@@ -634,10 +634,41 @@ def bench_binaries():
         print("%s: %s" % (name, out[-1] if out else "exit %d" % r.returncode), flush=True)
 
 
+# ---- store: the gateway's SQLite state store (issue 7, item 3) ----
+
+def bench_store(rows=100_000, autocommit_rows=20_000):
+    """make bench BENCH_ARGS=store: store_bench's key=value lines (batched vs autocommit
+    upserts, refresh-style updates, the start-up load of `rows` subscriptions with its peak
+    RSS in a fresh process), then a one-line summary."""
+    argv = [_benchbin("store_bench"), "--n", rows, "--auto", autocommit_rows]
+    r = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError("store_bench failed: %s" % (r.stderr.strip() or r.stdout.strip()))
+    kv = {}
+    for line in r.stdout.splitlines():
+        print(line, flush=True)
+        f = line.split()
+        if len(f) >= 2 and f[0] == "store":
+            name = f[1]
+            if name in ("batched_refresh", "autocommit_refresh"):
+                name += "_" + dict(x.split("=", 1) for x in f[2:] if "=" in x)["batch"]
+            kv[name] = dict(x.split("=", 1) for x in f[2:] if "=" in x)
+    try:
+        print("store summary: upsert of an existing subscription in a %d-row table %s us "
+              "batched (1000 per commit) vs %s us autocommit; insert %s us batched; load of "
+              "%s subscriptions %s ms, peak RSS %s KiB"
+              % (rows, kv["batched_refresh_1000"]["us_per_op"],
+                 kv["autocommit_refresh_1"]["us_per_op"], kv["batched_insert"]["us_per_op"],
+                 kv["load"]["rows"], kv["load"]["load_ms"], kv["load"]["peak_rss_kib"]),
+              flush=True)
+    except KeyError as e:
+        print("store summary: missing figure %s" % e, flush=True)
+
+
 from sip_bench import bench_sip  # noqa: E402
 
 BENCHES = {"link": bench_link, "s2s": bench_s2s, "micro": bench_binaries, "sip": bench_sip,
-           "im": bench_im}
+           "im": bench_im, "store": bench_store}
 
 
 def main(argv):
