@@ -18,7 +18,7 @@ CC       := clang
 endif
 CC       ?= cc
 
-PKGS     := libuv libcares libprotobuf-c openssl expat inih sqlite3 libidn libosip2
+PKGS     := libuv libcares libprotobuf-c openssl expat inih sqlite3 libidn libosip2 libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -178,6 +178,57 @@ bench: all $(BENCH_BIN)
 
 demo: deps all
 	PARLEY_BIN=$(abspath $(BINDIR)) PARLEY_PY=$(abspath $(BUILD)/py) $(PYTHON) deploy/demo.py
+
+# make lab: Parley in three network namespaces behind deploy/nftables, and what that proves.
+lab: deps all
+	PARLEY_BIN=$(abspath $(BINDIR)) PARLEY_PY=$(abspath $(BUILD)/py) $(PYTHON) deploy/lab.py
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: FHS paths. Daemons in $(PREFIX)/sbin, parleyctl
+# in $(PREFIX)/bin, configs in /etc/parley (samples always; a config only if there is none),
+# systemd units in $(PREFIX)/lib/systemd/system, state in /var/lib/parley, docs, zone snippets
+# and mkcerts.sh in $(PREFIX)/share. Creates the parley user (systemd-sysusers) when
+# installing into / as root.
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+SBINDIR     ?= $(PREFIX)/sbin
+USRBINDIR   ?= $(PREFIX)/bin
+SYSCONFDIR  ?= /etc/parley
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+DOCDIR      ?= $(PREFIX)/share/doc/parley
+DATADIR     ?= $(PREFIX)/share/parley
+STATEDIR    ?= /var/lib/parley
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	  $(DESTDIR)$(DOCDIR)/dns $(DESTDIR)$(DATADIR) $(DESTDIR)$(SYSCONFDIR)/nftables
+	install -d -m 750 $(DESTDIR)$(SYSCONFDIR)/certs $(DESTDIR)$(STATEDIR)
+	install -m 755 $(BINDIR)/parley-proxy $(BINDIR)/parley-gateway $(DESTDIR)$(SBINDIR)/
+	if [ -x $(BINDIR)/parleyctl ]; then install -d $(DESTDIR)$(USRBINDIR) && \
+	  install -m 755 $(BINDIR)/parleyctl $(DESTDIR)$(USRBINDIR)/; fi
+	for c in proxy gateway; do \
+	  install -m 640 deploy/conf/$$c.conf $(DESTDIR)$(SYSCONFDIR)/$$c.conf.sample; \
+	  [ -e $(DESTDIR)$(SYSCONFDIR)/$$c.conf ] || \
+	    install -m 640 deploy/conf/$$c.conf $(DESTDIR)$(SYSCONFDIR)/$$c.conf; done
+	for r in edge internal; do \
+	  install -m 644 deploy/nftables/$$r.nft deploy/nftables/$$r-load.nft \
+	    $(DESTDIR)$(SYSCONFDIR)/nftables/; \
+	  [ -e $(DESTDIR)$(SYSCONFDIR)/nftables/$$r-vars.nft ] || \
+	    install -m 644 deploy/nftables/$$r-vars.nft $(DESTDIR)$(SYSCONFDIR)/nftables/; done
+	for u in parley-proxy.service parley-proxy.socket parley-gateway.service; do \
+	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' deploy/systemd/$$u \
+	    > $(DESTDIR)$(UNITDIR)/$$u && chmod 644 $(DESTDIR)$(UNITDIR)/$$u; done
+	install -m 644 deploy/systemd/parley.sysusers $(DESTDIR)$(SYSUSERSDIR)/parley.conf
+	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 deploy/dns/*.zone $(DESTDIR)$(DOCDIR)/dns/
+	install -m 755 deploy/mkcerts.sh $(DESTDIR)$(DATADIR)/
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null; then \
+	  systemd-sysusers $(SYSUSERSDIR)/parley.conf && \
+	  chown -R root:parley $(SYSCONFDIR) && chown parley:parley $(STATEDIR); fi
+	@echo "installed; next: certificates in $(SYSCONFDIR)/certs (root:parley, keys 0640), edit"
+	@echo "$(SYSCONFDIR)/*.conf and nftables/*-vars.nft, then: systemctl daemon-reload &&"
+	@echo "systemctl enable --now parley-proxy.socket parley-proxy (or parley-gateway)"
+
+.PHONY: lab install
 
 format:
 	clang-format -i $(wildcard common/*.[ch] proxy/*.[ch] gateway/*.[ch] tests/unit/*/*.c tests/fuzz/*.c tests/bench/*.c)

@@ -8,7 +8,7 @@ PKGS=(
   build-essential pkg-config clang libclang-rt-14-dev llvm
   libexpat1-dev libssl-dev libuv1-dev libc-ares-dev
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
-  libosip2-dev libinih-dev libsqlite3-dev libidn-dev libcmocka-dev
+  libosip2-dev libinih-dev libsqlite3-dev libidn-dev libcmocka-dev libmicrohttpd-dev
   python3 python3-pytest python3-protobuf python3-slixmpp
   prosody lua-unbound kamailio kamailio-presence-modules kamailio-tls-modules
   kamailio-sqlite-modules sip-tester dnsmasq-base iproute2 nftables openssl

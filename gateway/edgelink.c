@@ -304,3 +304,24 @@ int edgelink_send_to(struct edgelink *el, const char *domain, Parley__Link__Fram
 	}
 	return PE_CLOSED;
 }
+
+void edgelink_foreach_edge(const struct edgelink *el, edgelink_edge_cb cb, void *arg)
+{
+	for (size_t i = 0; i < el->nedges; i++) {
+		const struct edge *e = &el->edges[i];
+		bool up = e->peer.sess && link_session_up(e->peer.sess);
+		struct edgelink_edge_info ei = {
+		    .host = e->host,
+		    .port = e->port,
+		    .node_id = e->peer.node_id,
+		    .up = up,
+		    .connecting = e->connecting,
+		    .session_id = e->peer.sess ? link_session_id(e->peer.sess) : 0,
+		    .connects = e->peer.connects,
+		    .outbox_depth = outbox_depth(&e->out.ob),
+		    .peer_outbox_depth = e->peer.peer_outbox_depth,
+		    .backoff_ms = e->backoff_ms,
+		};
+		cb(arg, &ei);
+	}
+}

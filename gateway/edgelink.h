@@ -40,6 +40,24 @@ void edgelink_free(struct edgelink *e);
 int edgelink_reload_tls(struct edgelink *e, const struct link_conf *conf);
 /* Number of edges whose session is up. */
 size_t edgelink_up_count(const struct edgelink *e);
+
+/* One configured edge as parleyctl shows it. Strings are borrowed: valid during the
+ * callback. */
+struct edgelink_edge_info {
+	const char *host;
+	uint16_t port;
+	const char *node_id;	    /* the link's name for the edge (see link_peer) */
+	bool up;		    /* a session is up */
+	bool connecting;	    /* a connection attempt or session exists */
+	uint64_t session_id;	    /* connection id of the session, 0 if none */
+	uint64_t connects;	    /* sessions it has had */
+	uint32_t outbox_depth;	    /* our unacknowledged frames toward it (window depth) */
+	uint64_t peer_outbox_depth; /* its unacknowledged frames toward us, from its last ping */
+	uint64_t backoff_ms;	    /* current reconnect delay */
+};
+typedef void (*edgelink_edge_cb)(void *arg, const struct edgelink_edge_info *ei);
+/* Calls cb for every configured edge, in configuration order. */
+void edgelink_foreach_edge(const struct edgelink *e, edgelink_edge_cb cb, void *arg);
 /* Sends f toward a partner domain: to the edge chosen by hashing the domain over the edges
  * whose session is up, so each edge keeps one stream per domain pair (DESIGN.md). Returns
  * 0, PE_CLOSED when no edge is up, PE_FULL when that edge's window is full (the caller

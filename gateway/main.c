@@ -2,9 +2,11 @@
 #include "daemon.h"
 #include "edgelink.h"
 #include "err.h"
+#include "gwctl.h"
 #include "link.h"
 #include "link_conf.h"
 #include "log.h"
+#include "ops.h"
 #include "policy.h"
 #include "sig.h"
 #include "sip_conf.h"
@@ -30,6 +32,7 @@ struct gateway_config {
 	struct gw_policy_conf policy;
 	struct sip_conf sip;
 	struct xlate_conf xlate;
+	struct ctl_conf control;
 	char *test_sink_file;
 	uint64_t test_sink_expect;
 };
@@ -52,6 +55,7 @@ static const struct conf_option gateway_options[] = {
 	GW_POLICY_OPTIONS(GC, policy),
 	SIP_CONF_OPTIONS(GC, sip),
 	XLATE_CONF_OPTIONS(GC, xlate),
+	CTL_CONF_OPTIONS(GC, control, "/run/parley/gateway.sock", "127.0.0.1:9470"),
 	{"test", "sink_file", CONF_PATH, 0, 0, NULL, offsetof(GC, test_sink_file), false, false,
 	 NULL, "test only: record the ref of every link stanza in this file"},
 	{"test", "sink_expect", CONF_UINT, 0, 1000000000, "0", offsetof(GC, test_sink_expect),
@@ -73,12 +77,15 @@ struct gateway {
 	struct xlate *xlate;
 	struct sig sig;
 	struct daemon_stop stop;
+	struct ops ops;	    /* control socket and metrics endpoint */
+	struct gwctl *gwctl; /* this daemon's commands and metrics */
 };
 
 static void on_term(void *arg)
 {
 	struct gateway *g = arg;
 	daemon_begin_stop(&g->stop, g->loop, &g->sig, 10000);
+	ops_stop(&g->ops);
 	edgelink_stop(g->edges);
 	xlate_free(g->xlate);
 	g->xlate = NULL;
@@ -121,21 +128,25 @@ static int load_config(const char *path, struct gateway_config *c, char *err, si
 	return 0;
 }
 
-static void on_hup(void *arg)
+/* SIGHUP and parleyctl reload. Returns 0, or PE_CONFIG with the reason in err (the old
+ * configuration stays in force). */
+static int reload(struct gateway *g, char *err, size_t errlen)
 {
-	struct gateway *g = arg;
 	struct gateway_config next;
-	char err[1024];
-	if (load_config(g->config_path, &next, err, sizeof err) != 0) {
+	if (load_config(g->config_path, &next, err, errlen) != 0) {
 		log_error(0, "reload_refused", "err=\"%s\"", err);
-		return;
+		return PE_CONFIG;
 	}
-	if (conf_diff_nonreloadable_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &g->cfg,
-				       &next, err, sizeof err) ||
-	    edgelink_reload_tls(g->edges, &next.link) != 0) {
+	int bad = conf_diff_nonreloadable_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI,
+					     &g->cfg, &next, err, errlen);
+	if (!bad && edgelink_reload_tls(g->edges, &next.link) != 0) {
+		snprintf(err, errlen, "link certificates could not be loaded (see the log)");
+		bad = PE_CONFIG;
+	}
+	if (bad) {
 		log_error(0, "reload_refused", "err=\"%s\"", err);
 		conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &next);
-		return;
+		return PE_CONFIG;
 	}
 	Parley__Link__PolicySnapshot *snap = gw_policy_snapshot(&next.policy);
 	if (snap) {
@@ -149,13 +160,23 @@ static void on_hup(void *arg)
 	log_info(0, "reload", "config=%s policy_generation=%llu", g->config_path,
 		 (unsigned long long)g->snap->generation);
 	conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &next);
+	return 0;
 }
+
+static void on_hup(void *arg)
+{
+	char err[1024];
+	reload(arg, err, sizeof err);
+}
+
+static int gw_reload(void *arg, char *err, size_t errlen) { return reload(arg, err, errlen); }
 
 /* Until translation exists, a frame without a test sink is accounted and acknowledged. */
 static void on_frame(void *arg, struct link_peer *peer, uint64_t seq,
 		     const Parley__Link__Frame *f)
 {
 	struct gateway *g = arg;
+	gwctl_frame(g->gwctl, f);
 	if (g->sink) {
 		testsink_frame(g->sink, peer, seq, f);
 		return;
@@ -201,6 +222,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "parley-gateway: %s\n", err);
 		return 1;
 	}
+	if (ctl_conf_check(&g.cfg.control, err, sizeof err) != 0) {
+		fprintf(stderr, "parley-gateway: %s: %s\n", args.config, err);
+		conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &g.cfg);
+		return 1;
+	}
 	if (args.check_config) {
 		printf("parley-gateway: %s: configuration OK\n", args.config);
 		conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &g.cfg);
@@ -209,6 +235,21 @@ int main(int argc, char **argv)
 	log_init("parley-gateway", (enum log_level)g.cfg.log_level);
 	g.config_path = args.config;
 	g.loop = uv_default_loop();
+	ops_init(&g.ops, g.loop, "parley-gateway", NULL, NULL); /* gwctl_new sets the collector */
+	struct gwctl_ctx gx = {
+	    .ops = &g.ops,
+	    .node_id = g.cfg.node_id,
+	    .config_path = g.config_path,
+	    .edges = &g.edges,
+	    .xlate = &g.xlate,
+	    .sip = &g.sip,
+	    .snap = (const Parley__Link__PolicySnapshot *const *)&g.snap,
+	    .stopping = &g.stop.stopping,
+	    .reload = gw_reload,
+	    .drain = on_term,
+	    .arg = &g,
+	};
+	g.gwctl = gwctl_new(&gx);
 
 	struct edgelink_opts eo = {
 		.node_id = g.cfg.node_id,
@@ -247,9 +288,15 @@ int main(int argc, char **argv)
 		}
 		log_info(0, "sip_start", "udp=%d tcp=%d tls=%d", sip_stack_port(g.sip, SIP_PROTO_UDP),
 			 sip_stack_port(g.sip, SIP_PROTO_TCP), sip_stack_port(g.sip, SIP_PROTO_TLS));
-		g.xlate = xlate_new(g.loop, &g.cfg.xlate, g.sip, g.edges);
+		if (xlate_new(g.loop, &g.cfg.xlate, g.sip, g.edges, &g.xlate, err, sizeof err) != 0) {
+			log_error(0, "state_open", "err=\"%s\"", err);
+			fprintf(stderr, "parley-gateway: %s\n", err);
+			rc = 1;
+			goto out;
+		}
 		xlate_set_policy(g.xlate, g.snap);
 	}
+	ops_listen(&g.ops, &g.cfg.control);
 	struct sig_handlers sh = {.on_term = on_term, .on_hup = on_hup, .arg = &g};
 	sig_start(g.loop, &g.sig, &sh);
 	log_info(0, "started", "config=%s pid=%ld", args.config, (long)getpid());
@@ -267,6 +314,8 @@ out:
 	sip_conf_release(&g.cfg.sip);
 	testsink_free(g.sink);
 	gw_policy_snapshot_free(g.snap);
+	ops_free(&g.ops);
+	gwctl_free(g.gwctl);
 	uv_loop_close(g.loop);
 	conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &g.cfg);
 	return rc;

@@ -79,6 +79,24 @@ int sip_dialog_init_uac(struct sip_dialog *d, struct sip_msg *req, struct sip_ms
 	return r;
 }
 
+int sip_dialog_establish_uac(struct sip_dialog *d, struct sip_msg *est)
+{
+	if (d->remote_target)
+		return 0;
+	bool est_is_req = sip_msg_is_request(est);
+	const char *contact = sip_msg_contact_uri(est);
+	const char *rtag = est_is_req ? sip_msg_from_tag(est) : sip_msg_to_tag(est);
+	if (!contact || !rtag)
+		return PE_PROTO;
+	if (!d->remote_tag && !(d->remote_tag = strdup(rtag)))
+		return PE_NOMEM;
+	if (!(d->remote_target = strdup(contact)))
+		return PE_NOMEM;
+	if (est_is_req)
+		d->remote_cseq = sip_msg_cseq(est, NULL);
+	return copy_routes(d, est, !est_is_req);
+}
+
 int sip_dialog_init_uas(struct sip_dialog *d, struct sip_msg *req, const char *local_tag,
 			uint32_t cseq_start)
 {
@@ -144,7 +162,7 @@ bool sip_dialog_matches(const struct sip_dialog *d, struct sip_msg *req)
 static int refresh_target(struct sip_dialog *d, struct sip_msg *m)
 {
 	const char *contact = sip_msg_contact_uri(m);
-	if (contact && strcmp(contact, d->remote_target) != 0) {
+	if (contact && (!d->remote_target || strcmp(contact, d->remote_target) != 0)) {
 		char *c = strdup(contact);
 		if (!c)
 			return PE_NOMEM;

@@ -37,6 +37,13 @@ int sip_dialog_init_uas(struct sip_dialog *d, struct sip_msg *req, const char *l
 			uint32_t cseq_start);
 void sip_dialog_deinit(struct sip_dialog *d);
 
+/* UAC side built before the request goes out (so an early NOTIFY can be matched): the
+ * caller has set call_id, local_tag, local_uri, remote_uri and local_cseq. This completes
+ * it from the establishing message (a 2xx or a NOTIFY), as sip_dialog_init_uac would:
+ * remote tag, remote target, route set. A dialog already established is left alone.
+ * Returns 0, PE_PROTO (no Contact or tag), PE_NOMEM. */
+int sip_dialog_establish_uac(struct sip_dialog *d, struct sip_msg *est);
+
 /* Key for hash maps: "call-id\nlocal-tag", written into out. Returns its length or
  * PE_TOOBIG. From a dialog, or from a received in-dialog request (whose To tag is our
  * local tag), or from a received response to our request (whose From tag is ours). */

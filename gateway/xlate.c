@@ -14,12 +14,14 @@
 #include "jid.h"
 #include "log.h"
 #include "sip_map.h"
+#include "store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <time.h>
 
 const char *const xlate_message_types[] = {"none", "normal", "chat", NULL};
 
@@ -34,6 +36,7 @@ struct binding {
 	struct sip_map_node by_thread, by_callid;
 	struct binding *prev, *next; /* least recently used first */
 	uint64_t expires;
+	int64_t stored_expiry; /* the expiry the store has, unix seconds */
 	char *thread, *callid;
 };
 
@@ -52,6 +55,7 @@ struct conv {
 
 /* An XMPP message waiting for the SIP final response. */
 struct pend_in {
+	struct pend_in *prev, *next; /* every one waiting, for xlate_free */
 	struct xlate *x;
 	struct link_peer *peer;
 	uint64_t epoch, seq;
@@ -80,12 +84,15 @@ struct xlate {
 	struct binding *lru_head, *lru_tail;
 	uv_timer_t sweep;
 	struct sip_map pending; /* struct pend_out by ref */
+	struct pend_in *pend_ins;
 	struct sip_map convs;	/* struct conv by key */
 	struct conv *conv_head; /* every conversation with chat-state state */
 	uv_timer_t cs_timer;	/* F2: refreshes and idle timeouts, every second while any */
 	uint64_t ref_base, ref_next;
 	struct xlate_stats stats;
 	struct buf scratch;
+	struct store *store;
+	struct presence *pres;
 };
 
 /* ---- small helpers ---- */
@@ -185,6 +192,17 @@ static void lru_append(struct xlate *x, struct binding *b)
 	b->expires = uv_now(x->loop) + x->conf->thread_ttl_ms;
 }
 
+/* C8 bindings outlive a restart: written behind, refreshed when a tenth of the TTL has
+ * passed so a busy conversation is not a write per message. */
+static void binding_store(struct xlate *x, struct binding *b)
+{
+	int64_t exp = (int64_t)time(NULL) + (int64_t)(x->conf->thread_ttl_ms / 1000);
+	if (!x->store || exp - b->stored_expiry < (int64_t)(x->conf->thread_ttl_ms / 10000))
+		return;
+	b->stored_expiry = exp;
+	store_thread_put(x->store, b->thread, b->callid, NULL, NULL, exp);
+}
+
 static void binding_free(struct xlate *x, struct binding *b)
 {
 	lru_unlink(x, b);
@@ -205,6 +223,7 @@ static struct binding *binding_new(struct xlate *x, const char *thread, const ch
 	sip_map_insert(&x->threads, &b->by_thread, b->thread, strlen(b->thread));
 	sip_map_insert(&x->callids, &b->by_callid, b->callid, strlen(b->callid));
 	lru_append(x, b);
+	binding_store(x, b);
 	return b;
 }
 
@@ -212,6 +231,7 @@ static void touch(struct xlate *x, struct binding *b)
 {
 	lru_unlink(x, b);
 	lru_append(x, b);
+	binding_store(x, b);
 }
 
 /* A thread usable as a Call-ID as it is: RFC 3261 "word" characters, bounded. */
@@ -264,8 +284,11 @@ static void on_sweep(uv_timer_t *t)
 {
 	struct xlate *x = t->data;
 	uint64_t now = uv_now(x->loop);
-	while (x->lru_head && x->lru_head->expires <= now)
+	while (x->lru_head && x->lru_head->expires <= now) {
+		if (x->store)
+			store_thread_del(x->store, x->lru_head->thread);
 		binding_free(x, x->lru_head);
+	}
 }
 
 /* ---- toward XMPP ---- */
@@ -458,6 +481,12 @@ static void conv_free(struct xlate *x, struct conv *c)
 
 static void pend_in_free(struct pend_in *p)
 {
+	if (p->prev)
+		p->prev->next = p->next;
+	else if (p->x->pend_ins == p)
+		p->x->pend_ins = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
 	free(p->from);
 	free(p->to);
 	free(p->id);
@@ -657,6 +686,10 @@ static void message_to_sip(struct xlate *x, struct link_peer *peer, uint64_t seq
 	p->from = dup0(st->from);
 	p->to = dup0(st->to);
 	p->id = dup0(st->id);
+	p->next = x->pend_ins;
+	if (p->next)
+		p->next->prev = p;
+	x->pend_ins = p;
 	x->stats.xmpp_to_sip++;
 	if (sip_stack_send(x->sip, req, NULL, on_message_response, p, NULL) != 0) {
 		xmpp_error(x, st->kind, st->from, st->to, st->id,
@@ -691,8 +724,17 @@ static void stanza_from_edge(struct xlate *x, struct link_peer *peer, uint64_t s
 		handle_iq(x, st);
 		link_peer_processed(peer, seq);
 		return;
+	case PARLEY__LINK__STANZA_KIND__KIND_PRESENCE: {
+		size_t tn;
+		const char *td = domain_of(st->to, &tn);
+		if (is_error || !serves(x, td, tn) || !x->pres) {
+			link_peer_processed(peer, seq);
+			return;
+		}
+		presence_from_xmpp(x->pres, peer, seq, st);
+		return;
+	}
 	default:
-		/* presence: the presence issue (MAPPING D, E) */
 		link_peer_processed(peer, seq);
 		return;
 	}
@@ -941,13 +983,45 @@ static void message_from_sip(struct xlate *x, struct sip_stxn *st, struct sip_ms
 	uv_timer_start(&p->timer, on_deadline, x->conf->deadline_ms, 0);
 }
 
+/* A new SUBSCRIBE obeys the MESSAGE rules: sips refused (A1), a served sender (A4), a
+ * partner target (J1). Answers and returns false if not. */
+static bool subscribe_allowed(struct xlate *x, struct sip_stxn *st, struct sip_msg *req)
+{
+	const char *ruri = sip_msg_ruri(req), *fu = sip_msg_from_uri(req);
+	char to[JID_BUF], from[JID_BUF];
+	int r = addr_sip_to_jid(ruri, strlen(ruri), to, sizeof to, NULL);
+	if (r < 0) {
+		reply(st, addr_status(r), NULL);
+		return false;
+	}
+	if (!fu || addr_sip_to_jid(fu, strlen(fu), from, sizeof from, NULL) < 0) {
+		reply(st, 400, "Bad From URI");
+		return false;
+	}
+	size_t tn, fn;
+	const char *td = domain_of(to, &tn), *fd = domain_of(from, &fn);
+	if (!serves(x, fd, fn)) {
+		reply(st, 403, "Sender not in a served domain");
+		return false;
+	}
+	if (!is_partner(x, td, tn)) {
+		reply(st, 403, "Not a federation partner");
+		return false;
+	}
+	return true;
+}
+
 void xlate_sip_request(struct xlate *x, struct sip_stxn *st, struct sip_msg *req)
 {
 	const char *m = sip_msg_method(req);
-	if (strcmp(m, "MESSAGE") == 0)
+	if (strcmp(m, "MESSAGE") == 0) {
 		message_from_sip(x, st, req);
-	else
-		reply(st, 501, "Not Implemented"); /* SUBSCRIBE/NOTIFY/PUBLISH: presence issue */
+		return;
+	}
+	if (strcmp(m, "SUBSCRIBE") == 0 && !sip_msg_to_tag(req) && !subscribe_allowed(x, st, req))
+		return;
+	if (!x->pres || !presence_sip_request(x->pres, st, req))
+		reply(st, 501, "Not Implemented");
 }
 
 /* ---- from the edges ---- */
@@ -974,9 +1048,29 @@ void xlate_link_frame(struct xlate *x, struct link_peer *peer, uint64_t seq,
 
 /* ---- lifecycle ---- */
 
-struct xlate *xlate_new(uv_loop_t *loop, const struct xlate_conf *conf, struct sip_stack *sip,
-			struct edgelink *edges)
+static void load_thread(void *arg, const char *thread, const char *call_id, const char *jid,
+			const char *sip_uri, int64_t expires_at)
 {
+	struct xlate *x = arg;
+	(void)jid;
+	(void)sip_uri;
+	if (sip_map_find(&x->threads, thread, strlen(thread)) ||
+	    sip_map_find(&x->callids, call_id, strlen(call_id)))
+		return;
+	struct binding *b = binding_new(x, thread, call_id);
+	int64_t left = expires_at - (int64_t)time(NULL);
+	b->expires = uv_now(x->loop) + (uint64_t)(left > 0 ? left : 0) * 1000;
+	b->stored_expiry = expires_at;
+}
+
+int xlate_new(uv_loop_t *loop, const struct xlate_conf *conf, struct sip_stack *sip,
+	      struct edgelink *edges, struct xlate **out, char *err, size_t errlen)
+{
+	struct store_conf sc = {.path = conf->state_path};
+	struct store *store;
+	int r = store_open(loop, &sc, &store, err, errlen);
+	if (r)
+		return PE_CONFIG;
 	struct xlate *x = calloc(1, sizeof *x);
 	if (!x)
 		abort();
@@ -1000,7 +1094,13 @@ struct xlate *xlate_new(uv_loop_t *loop, const struct xlate_conf *conf, struct s
 	x->sweep.data = x;
 	uv_timer_start(&x->sweep, on_sweep, 60000, 60000);
 	uv_unref((uv_handle_t *)&x->sweep);
-	return x;
+	if (store_thread_load(store, (int64_t)time(NULL), load_thread, x) != 0)
+		log_error(0, "xlate_load_failed", "path=%s what=threads", conf->state_path);
+	x->store = store; /* after loading: what was just read need not be written again */
+	x->pres = presence_new(loop, &conf->presence, sip, edges, store);
+	x->stats.presence = presence_stats(x->pres);
+	*out = x;
+	return 0;
 }
 
 static void on_sweep_closed(uv_handle_t *h) { free(h->data); }
@@ -1023,6 +1123,11 @@ void xlate_free(struct xlate *x)
 {
 	if (!x)
 		return;
+	presence_free(x->pres);
+	/* their SIP requests are dropped by sip_stack_free without callbacks; the edge sends
+	 * the stanzas again to the next gateway process */
+	while (x->pend_ins)
+		pend_in_free(x->pend_ins);
 	sip_map_foreach(&x->pending, free_pending, x);
 	while (x->lru_head)
 		binding_free(x, x->lru_head);
@@ -1034,12 +1139,14 @@ void xlate_free(struct xlate *x)
 	sip_map_deinit(&x->callids);
 	sip_map_deinit(&x->pending);
 	buf_deinit(&x->scratch);
+	store_close(x->store);
 	uv_close((uv_handle_t *)&x->sweep, on_sweep_closed); /* frees x */
 }
 
 void xlate_set_policy(struct xlate *x, const Parley__Link__PolicySnapshot *snap)
 {
 	x->pol = snap;
+	presence_set_policy(x->pres, snap);
 }
 
 const struct xlate_stats *xlate_stats(const struct xlate *x) { return &x->stats; }

@@ -7,6 +7,7 @@
 #include "conf.h"
 #include "edgelink.h"
 #include "link.h"
+#include "presence.h"
 #include "sip_stack.h"
 
 #include <stdbool.h>
@@ -19,6 +20,8 @@ struct xlate_conf {
 	uint64_t deadline_ms;      /* C4: 202 after this long without Delivered/Bounce */
 	uint64_t thread_ttl_ms;    /* C8: how long a thread <-> Call-ID binding lives */
 	uint64_t retry_after_s;    /* I4: Retry-After on 503 */
+	char *state_path;	   /* the store: subscriptions, presence, threads */
+	struct presence_conf presence;
 };
 
 #define XLATE_CONF_OPTIONS(T, m)                                                                   \
@@ -35,14 +38,24 @@ struct xlate_conf {
 	 offsetof(T, m.thread_ttl_ms), true, false, NULL,                                          \
 	 "how long a conversation keeps its thread <-> Call-ID binding"},                          \
 	{"translate", "retry_after", CONF_UINT, 1, 3600, "5", offsetof(T, m.retry_after_s), true,  \
-	 false, NULL, "Retry-After seconds on 503 when no edge can take a message"}
+	 false, NULL, "Retry-After seconds on 503 when no edge can take a message"},               \
+	{"state", "path", CONF_PATH, 0, 0, "/var/lib/parley/gateway.db",                           \
+	 offsetof(T, m.state_path), false, false, NULL,                                            \
+	 "SQLite database of subscriptions, presence and conversations (WAL mode)"},               \
+	{"presence", "max_expires", CONF_UINT, 60, 86400, "3600",                                  \
+	 offsetof(T, m.presence.uas_max_expires_s), true, false, NULL,                             \
+	 "longest subscription (seconds) granted to a SIP watcher"},                               \
+	{"presence", "retry", CONF_UINT, 1, 3600, "60", offsetof(T, m.presence.retry_s), true,     \
+	 false, NULL, "seconds before a failed SUBSCRIBE toward the pool is tried again (doubling)"}
 
 extern const char *const xlate_message_types[];
 
 struct xlate;
 
-struct xlate *xlate_new(uv_loop_t *loop, const struct xlate_conf *conf, struct sip_stack *sip,
-			struct edgelink *edges);
+/* Opens the store at conf->state_path and loads the presence state. Returns 0 and *out, or
+ * PE_CONFIG with err naming the file and what is wrong. */
+int xlate_new(uv_loop_t *loop, const struct xlate_conf *conf, struct sip_stack *sip,
+	      struct edgelink *edges, struct xlate **out, char *err, size_t errlen);
 /* Drops pending state (SIP transactions still open are answered 503) and closes its
  * handles; the memory goes when the loop has run their close callbacks. */
 void xlate_free(struct xlate *x);
@@ -59,6 +72,7 @@ void xlate_sip_request(struct xlate *x, struct sip_stxn *st, struct sip_msg *req
 struct xlate_stats {
 	uint64_t xmpp_to_sip, sip_to_xmpp, sip_failures, bounces, late_bounces, iq_answered;
 	uint64_t overload_503, dropped_errors;
+	const struct presence_stats *presence;
 };
 const struct xlate_stats *xlate_stats(const struct xlate *x);
 

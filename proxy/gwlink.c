@@ -418,3 +418,23 @@ void gwlink_bounce(struct gwlink *g, struct link_peer *p, uint64_t seq, uint64_t
 
 struct link_out *gwlink_out(struct gwlink *g) { return &g->out; }
 uint64_t gwlink_policy_generation(const struct gwlink *g) { return g->policy_generation; }
+
+void gwlink_foreach_peer(const struct gwlink *g, gwlink_peer_cb cb, void *arg)
+{
+	for (size_t i = 0; i < g->npeers; i++) {
+		const struct link_peer *p = g->peers[i];
+		bool up = p->sess && link_session_up(p->sess);
+		struct gwlink_peer_info pi = {
+		    .node_id = p->node_id,
+		    .priority = p->priority,
+		    .up = up,
+		    .active = up && g->active == p->sess,
+		    .session_id = p->sess ? link_session_id(p->sess) : 0,
+		    .connects = p->connects,
+		    .peer_outbox_depth = p->peer_outbox_depth,
+		};
+		cb(arg, &pi);
+	}
+}
+
+uint32_t gwlink_outbox_depth(const struct gwlink *g) { return outbox_depth(&g->out.ob); }

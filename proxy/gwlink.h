@@ -53,4 +53,20 @@ void gwlink_bounce(struct gwlink *g, struct link_peer *p, uint64_t seq, uint64_t
 /* The newest policy generation received from any gateway, 0 if none. */
 uint64_t gwlink_policy_generation(const struct gwlink *g);
 
+/* One gateway as parleyctl shows it. Strings are borrowed: valid during the callback. */
+struct gwlink_peer_info {
+	const char *node_id;
+	uint32_t priority;
+	bool up;		    /* a session is up */
+	bool active;		    /* it drains the shared outbound stream */
+	uint64_t session_id;	    /* connection id of the session, 0 if none */
+	uint64_t connects;	    /* sessions it has had */
+	uint64_t peer_outbox_depth; /* its unacknowledged frames toward us, from its last ping */
+};
+typedef void (*gwlink_peer_cb)(void *arg, const struct gwlink_peer_info *pi);
+/* Calls cb for every gateway ever seen since start. */
+void gwlink_foreach_peer(const struct gwlink *g, gwlink_peer_cb cb, void *arg);
+/* Frames on the shared outbound stream not yet acknowledged (the link window's depth). */
+uint32_t gwlink_outbox_depth(const struct gwlink *g);
+
 #endif

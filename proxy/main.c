@@ -5,6 +5,7 @@
 #include "link.h"
 #include "link_conf.h"
 #include "log.h"
+#include "ops.h"
 #include "s2s.h"
 #include "s2s_out.h"
 #include "sig.h"
@@ -23,6 +24,7 @@ struct proxy_config {
 	struct link_conf link;
 	struct s2s_conf s2s;
 	struct s2s_out_conf s2s_out;
+	struct ctl_conf control;
 	uint64_t test_source_frames;
 	uint64_t test_source_body;
 };
@@ -38,6 +40,7 @@ static const struct conf_option proxy_options[] = {
 	LINK_CONF_OPTIONS(PC, link),
 	S2S_CONF_OPTIONS(PC, s2s),
 	S2S_OUT_CONF_OPTIONS(PC, s2s_out),
+	CTL_CONF_OPTIONS(PC, control, "/run/parley/proxy.sock", "127.0.0.1:9469"),
 	{"test", "source_frames", CONF_UINT, 0, 100000000, "0", offsetof(PC, test_source_frames),
 	 false, false, NULL, "test only: send this many stanza frames to the active gateway"},
 	{"test", "source_body_bytes", CONF_UINT, 0, 65536, "200",
@@ -46,6 +49,31 @@ static const struct conf_option proxy_options[] = {
 };
 #undef PC
 #define N_OPTIONS (sizeof proxy_options / sizeof proxy_options[0])
+
+/* Submit times of partner-bound stanzas, by link seq, for the delivery-latency histogram.
+ * A slot is overwritten when more than PX_LAT_SLOTS stanzas are outstanding; such a
+ * stanza is simply not measured. */
+#define PX_LAT_SLOTS 4096
+struct px_lat {
+	void *owner;
+	uint64_t seq;
+	uint64_t t_ns; /* 0 = free */
+};
+
+/* Registry slots the collector refreshes from the modules' counters at scrape time. */
+struct px_metrics {
+	uint64_t *link_frames_in, *link_frames_out, *link_dups, *link_resent;
+	uint64_t *link_acks_in, *link_acks_out, *link_sessions_up, *link_sessions_refused;
+	int64_t *link_window_depth, *link_gateways_up, *policy_generation;
+	uint64_t *in_accepted, *in_auth_external, *in_auth_dialback, *in_stream_errors;
+	uint64_t *in_refused_limit, *in_stanzas[4];
+	uint64_t *out_opened, *out_auth_external, *out_auth_dialback, *out_attempts;
+	uint64_t *out_submitted, *out_delivered, *out_bounced, *out_stanzas[4];
+	uint64_t *verify_sent, *verify_valid, *verify_invalid;
+	int64_t *conns[2][3]; /* [in,out][none,sasl-external,dialback] */
+	int64_t *out_routes;
+	struct metrics_hist *delivery;
+};
 
 struct proxy {
 	uv_loop_t *loop;
@@ -56,12 +84,16 @@ struct proxy {
 	struct s2s_out *s2s_out;
 	struct sig sig;
 	struct daemon_stop stop;
+	struct ops ops;
+	struct px_metrics pm;
+	struct px_lat lat[PX_LAT_SLOTS];
 };
 
 static void on_term(void *arg)
 {
 	struct proxy *p = arg;
 	daemon_begin_stop(&p->stop, p->loop, &p->sig, 10000);
+	ops_stop(&p->ops);
 	if (p->s2s)
 		s2s_stop(p->s2s);
 	if (p->s2s_out)
@@ -69,29 +101,37 @@ static void on_term(void *arg)
 	gwlink_stop(p->gw);
 }
 
-static void on_hup(void *arg)
+/* SIGHUP and parleyctl reload. Returns 0, or PE_CONFIG with the reason in err (the old
+ * configuration stays in force). */
+static int reload(struct proxy *p, char *err, size_t errlen)
 {
-	struct proxy *p = arg;
 	struct proxy_config next;
-	char err[1024];
-	if (conf_load(proxy_options, N_OPTIONS, &next, p->config_path, err, sizeof err) != 0) {
+	if (conf_load(proxy_options, N_OPTIONS, &next, p->config_path, err, errlen) != 0) {
 		log_error(0, "reload_refused", "err=\"%s\"", err);
-		return;
+		return PE_CONFIG;
 	}
-	if (conf_diff_nonreloadable(proxy_options, N_OPTIONS, &p->cfg, &next, err, sizeof err)) {
+	if (conf_diff_nonreloadable(proxy_options, N_OPTIONS, &p->cfg, &next, err, errlen)) {
 		log_error(0, "reload_refused", "err=\"%s\"", err);
 		conf_free(proxy_options, N_OPTIONS, &next);
-		return;
+		return PE_CONFIG;
 	}
 	if (gwlink_reload_tls(p->gw, &next.link) != 0) {
+		snprintf(err, errlen, "link certificates could not be loaded (see the log)");
 		conf_free(proxy_options, N_OPTIONS, &next);
-		return;
+		return PE_CONFIG;
 	}
 	log_set_level((enum log_level)next.log_level);
 	/* Sessions hold pointers into the old config's link settings; those are non-reloadable
 	 * or copied, so the old strings stay valid until exit. */
 	log_info(0, "reload", "config=%s", p->config_path);
 	conf_free(proxy_options, N_OPTIONS, &next);
+	return 0;
+}
+
+static void on_hup(void *arg)
+{
+	char err[1024];
+	reload(arg, err, sizeof err);
 }
 
 static void hook_policy(void *arg, const Parley__Link__PolicySnapshot *snap)
@@ -108,12 +148,20 @@ static void hook_stanza(void *arg, struct link_peer *lp, uint64_t seq,
 {
 	struct proxy *p = arg;
 	struct s2s_out_ticket t = {.owner = lp, .seq = seq, .ref = st->ref};
+	(*p->pm.out_stanzas[(unsigned)st->kind & 3u])++;
+	struct px_lat *l = &p->lat[seq % PX_LAT_SLOTS];
+	*l = (struct px_lat){.owner = lp, .seq = seq, .t_ns = uv_hrtime()};
 	s2s_out_submit(p->s2s_out, &t, st);
 }
 
 static void out_delivered(void *arg, const struct s2s_out_ticket *t)
 {
 	struct proxy *p = arg;
+	struct px_lat *l = &p->lat[t->seq % PX_LAT_SLOTS];
+	if (l->t_ns && l->owner == t->owner && l->seq == t->seq) {
+		metrics_hist_observe(p->pm.delivery, (double)(uv_hrtime() - l->t_ns) / 1e9);
+		l->t_ns = 0;
+	}
 	gwlink_delivered(p->gw, t->owner, t->seq, t->ref);
 }
 
@@ -121,6 +169,15 @@ static void out_bounce(void *arg, const struct s2s_out_ticket *t, const char *ty
 		       const char *cond, const char *text)
 {
 	struct proxy *p = arg;
+	char lab[160];
+	uint64_t *c = metrics_counter(p->ops.m, "parley_s2s_bounces_total",
+				      "stanzas toward partners bounced, by error condition",
+				      ops_label(lab, sizeof lab, "condition", cond ? cond : "none"));
+	if (c)
+		(*c)++;
+	struct px_lat *l = &p->lat[t->seq % PX_LAT_SLOTS];
+	if (l->owner == t->owner && l->seq == t->seq)
+		l->t_ns = 0;
 	gwlink_bounce(p->gw, t->owner, t->seq, t->ref, type, cond, text);
 }
 
@@ -138,6 +195,327 @@ static void hook_acked(void *arg)
 		s2s_link_acked(p->s2s);
 }
 
+/* ---- metrics ---- */
+
+static const char *const kind_names[4] = {"other", "message", "presence", "iq"};
+static const char *const auth_names[3] = {"none", "sasl-external", "dialback"};
+
+static void metrics_setup(struct proxy *p)
+{
+	struct metrics *m = p->ops.m;
+	struct px_metrics *x = &p->pm;
+	char lab[128];
+	const char *fr = "reliable link frames, by direction (resends included)";
+	x->link_frames_in = metrics_counter(m, "parley_link_frames_total", fr, "dir=\"in\"");
+	x->link_frames_out = metrics_counter(m, "parley_link_frames_total", fr, "dir=\"out\"");
+	x->link_dups = metrics_counter(m, "parley_link_duplicates_total",
+				       "frames received again after a reconnect or a peer's crash, "
+				       "dropped as already processed", NULL);
+	x->link_resent = metrics_counter(m, "parley_link_resent_total",
+					 "frames sent again after a reconnect or failover", NULL);
+	const char *ak = "link acknowledgements, by direction";
+	x->link_acks_in = metrics_counter(m, "parley_link_acks_total", ak, "dir=\"in\"");
+	x->link_acks_out = metrics_counter(m, "parley_link_acks_total", ak, "dir=\"out\"");
+	const char *ls = "link sessions, by outcome of the handshake";
+	x->link_sessions_up = metrics_counter(m, "parley_link_sessions_total", ls, "result=\"up\"");
+	x->link_sessions_refused =
+	    metrics_counter(m, "parley_link_sessions_total", ls, "result=\"refused\"");
+	x->link_window_depth = metrics_gauge(m, "parley_link_window_depth",
+					     "frames sent on the link and not yet acknowledged",
+					     "peer=\"gateways\"");
+	x->link_gateways_up =
+	    metrics_gauge(m, "parley_link_peers_up", "link peers with a session up", NULL);
+	x->policy_generation = metrics_gauge(m, "parley_policy_generation",
+					     "generation of the federation policy in force (0: none)",
+					     NULL);
+	const char *ct = "S2S connections accepted (in) or opened (out)";
+	x->in_accepted = metrics_counter(m, "parley_s2s_connections_total", ct, "dir=\"in\"");
+	x->out_opened = metrics_counter(m, "parley_s2s_connections_total", ct, "dir=\"out\"");
+	const char *au = "S2S streams authenticated, by direction and method";
+	x->in_auth_external = metrics_counter(m, "parley_s2s_authenticated_total", au,
+					      "dir=\"in\",auth=\"sasl-external\"");
+	x->in_auth_dialback = metrics_counter(m, "parley_s2s_authenticated_total", au,
+					      "dir=\"in\",auth=\"dialback\"");
+	x->out_auth_external = metrics_counter(m, "parley_s2s_authenticated_total", au,
+					       "dir=\"out\",auth=\"sasl-external\"");
+	x->out_auth_dialback = metrics_counter(m, "parley_s2s_authenticated_total", au,
+					       "dir=\"out\",auth=\"dialback\"");
+	for (int d = 0; d < 2; d++)
+		for (int a = 0; a < 3; a++) {
+			snprintf(lab, sizeof lab, "dir=\"%s\",auth=\"%s\"", d ? "out" : "in",
+				 auth_names[a]);
+			x->conns[d][a] = metrics_gauge(
+			    m, "parley_s2s_connections",
+			    "S2S streams open now, by direction and authentication method", lab);
+		}
+	const char *st = "stanzas from partners (in) and toward partners (out), by kind";
+	for (int k = 1; k < 4; k++) {
+		snprintf(lab, sizeof lab, "dir=\"in\",kind=\"%s\"", kind_names[k]);
+		x->in_stanzas[k] = metrics_counter(m, "parley_s2s_stanzas_total", st, lab);
+	}
+	for (int k = 1; k < 4; k++) {
+		snprintf(lab, sizeof lab, "dir=\"out\",kind=\"%s\"", kind_names[k]);
+		x->out_stanzas[k] = metrics_counter(m, "parley_s2s_stanzas_total", st, lab);
+	}
+	/* A kind outside the enum is counted but not rendered under a misleading label. */
+	static uint64_t spill;
+	x->in_stanzas[0] = x->out_stanzas[0] = &spill;
+	x->in_stream_errors = metrics_counter(m, "parley_s2s_stream_errors_total",
+					      "inbound streams closed with a stream error", NULL);
+	x->in_refused_limit = metrics_counter(m, "parley_s2s_refused_total",
+					      "inbound connections refused by a connection limit",
+					      "reason=\"limit\"");
+	x->out_attempts = metrics_counter(m, "parley_s2s_out_connect_attempts_total",
+					  "outbound TCP connection attempts", NULL);
+	const char *oc = "stanzas toward partners, by outcome";
+	x->out_submitted =
+	    metrics_counter(m, "parley_s2s_out_stanzas_total", oc, "outcome=\"submitted\"");
+	x->out_delivered =
+	    metrics_counter(m, "parley_s2s_out_stanzas_total", oc, "outcome=\"delivered\"");
+	x->out_bounced =
+	    metrics_counter(m, "parley_s2s_out_stanzas_total", oc, "outcome=\"bounced\"");
+	const char *vf = "dialback verifications asked of authoritative servers, by verdict";
+	x->verify_sent = metrics_counter(m, "parley_s2s_dialback_verify_total", vf,
+					 "result=\"sent\"");
+	x->verify_valid = metrics_counter(m, "parley_s2s_dialback_verify_total", vf,
+					  "result=\"valid\"");
+	x->verify_invalid = metrics_counter(m, "parley_s2s_dialback_verify_total", vf,
+					    "result=\"invalid\"");
+	x->out_routes = metrics_gauge(m, "parley_s2s_out_routes",
+				      "outbound domain pairs with a stream or queued stanzas", NULL);
+	static const double lat[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+				     0.25,  0.5,    1,     2.5,  5,     10,   30};
+	x->delivery = metrics_histogram(
+	    m, "parley_s2s_out_delivery_seconds",
+	    "from a stanza's arrival on the link to its delivery to the partner (acknowledged "
+	    "where XEP-0198 is on)",
+	    NULL, lat, sizeof lat / sizeof lat[0]);
+}
+
+static void count_conn(void *arg, const struct s2s_session_info *si)
+{
+	struct proxy *p = arg;
+	int d = strcmp(si->dir, "out") == 0;
+	int a = strcmp(si->auth, "sasl-external") == 0 ? 1 : strcmp(si->auth, "dialback") == 0 ? 2 : 0;
+	(*p->pm.conns[d][a])++;
+}
+
+static void count_peer(void *arg, const struct gwlink_peer_info *pi)
+{
+	int64_t *n = arg;
+	if (pi->up)
+		(*n)++;
+}
+
+static void metrics_collect(void *arg)
+{
+	struct proxy *p = arg;
+	struct px_metrics *x = &p->pm;
+	*x->link_frames_in = link_stats.frames_in;
+	*x->link_frames_out = link_stats.frames_out;
+	*x->link_dups = link_stats.dups_dropped;
+	*x->link_resent = link_stats.resent;
+	*x->link_acks_in = link_stats.acks_in;
+	*x->link_acks_out = link_stats.acks_out;
+	*x->link_sessions_up = link_stats.sessions_up;
+	*x->link_sessions_refused = link_stats.sessions_refused;
+	if (p->gw) {
+		*x->link_window_depth = gwlink_outbox_depth(p->gw);
+		*x->policy_generation = (int64_t)gwlink_policy_generation(p->gw);
+		*x->link_gateways_up = 0;
+		gwlink_foreach_peer(p->gw, count_peer, x->link_gateways_up);
+	}
+	for (int d = 0; d < 2; d++)
+		for (int a = 0; a < 3; a++)
+			*x->conns[d][a] = 0;
+	if (p->s2s) {
+		const struct s2s_stats *s = s2s_stats(p->s2s);
+		*x->in_accepted = s->accepted;
+		*x->in_auth_external = s->auth_external;
+		*x->in_auth_dialback = s->auth_dialback;
+		*x->in_stream_errors = s->stream_errors;
+		*x->in_refused_limit = s->refused_limit;
+		for (int k = 1; k < 4; k++)
+			*x->in_stanzas[k] = s->stanzas_in_kind[k];
+		s2s_foreach_session(p->s2s, count_conn, p);
+	}
+	if (p->s2s_out) {
+		const struct s2s_out_stats *o = s2s_out_stats(p->s2s_out);
+		*x->out_opened = o->streams_opened;
+		*x->out_auth_external = o->auth_external;
+		*x->out_auth_dialback = o->auth_dialback;
+		*x->out_attempts = o->connect_attempts;
+		*x->out_submitted = o->submitted;
+		*x->out_delivered = o->delivered;
+		*x->out_bounced = o->bounced;
+		*x->verify_sent = o->verify_sent;
+		*x->verify_valid = o->verify_valid;
+		*x->verify_invalid = o->verify_invalid;
+		*x->out_routes = (int64_t)s2s_out_route_count(p->s2s_out);
+		s2s_out_foreach_session(p->s2s_out, count_conn, p);
+	}
+}
+
+/* ---- control commands ---- */
+
+struct peer_summary {
+	size_t up;
+	const char *active;
+};
+
+static void sum_peer(void *arg, const struct gwlink_peer_info *pi)
+{
+	struct peer_summary *ps = arg;
+	if (pi->up)
+		ps->up++;
+	if (pi->active)
+		ps->active = pi->node_id;
+}
+
+static int cmd_status(void *arg, const struct ctl_req *req, struct json *j, char *err,
+		      size_t errlen)
+{
+	struct proxy *p = arg;
+	struct peer_summary ps = {0};
+	(void)req, (void)err, (void)errlen;
+	gwlink_foreach_peer(p->gw, sum_peer, &ps);
+	json_obj_begin(j);
+	ops_status_common(&p->ops, j);
+	json_kv_str(j, "node_id", p->cfg.node_id);
+	json_kv_str(j, "config", p->config_path);
+	json_kv_str(j, "state", p->stop.stopping ? "draining" : "running");
+	json_kv_uint(j, "policy_generation", gwlink_policy_generation(p->gw));
+	json_kv_uint(j, "gateways_up", ps.up);
+	json_kv_str(j, "active_gateway", ps.active);
+	json_kv_uint(j, "link_window_depth", gwlink_outbox_depth(p->gw));
+	json_kv_uint(j, "s2s_in_streams", p->s2s ? s2s_stream_count(p->s2s) : 0);
+	json_kv_uint(j, "s2s_out_routes", p->s2s_out ? s2s_out_route_count(p->s2s_out) : 0);
+	json_obj_end(j);
+	return 0;
+}
+
+static void json_peer(void *arg, const struct gwlink_peer_info *pi)
+{
+	struct json *j = arg;
+	json_obj_begin(j);
+	json_kv_str(j, "node_id", pi->node_id);
+	json_kv_uint(j, "priority", pi->priority);
+	json_kv_str(j, "state", pi->active ? "active" : pi->up ? "standby" : "down");
+	json_kv_uint(j, "session", pi->session_id);
+	json_kv_uint(j, "connects", pi->connects);
+	json_kv_uint(j, "peer_unacked", pi->peer_outbox_depth);
+	json_obj_end(j);
+}
+
+static int cmd_link(void *arg, const struct ctl_req *req, struct json *j, char *err,
+		    size_t errlen)
+{
+	struct proxy *p = arg;
+	char addr[300];
+	(void)req, (void)err, (void)errlen;
+	snprintf(addr, sizeof addr, "%s:%u", p->cfg.link_listen.host, p->cfg.link_listen.port);
+	json_obj_begin(j);
+	json_kv_str(j, "role", "edge");
+	json_kv_str(j, "node_id", p->cfg.node_id);
+	json_kv_str(j, "listen", addr);
+	json_kv_uint(j, "window", p->cfg.link.window);
+	json_kv_uint(j, "window_depth", gwlink_outbox_depth(p->gw));
+	json_kv_uint(j, "policy_generation", gwlink_policy_generation(p->gw));
+	json_kv_uint(j, "frames_in", link_stats.frames_in);
+	json_kv_uint(j, "frames_out", link_stats.frames_out);
+	json_kv_uint(j, "duplicates", link_stats.dups_dropped);
+	json_kv_uint(j, "resent", link_stats.resent);
+	json_key(j, "peers");
+	json_arr_begin(j);
+	gwlink_foreach_peer(p->gw, json_peer, j);
+	json_arr_end(j);
+	json_obj_end(j);
+	return 0;
+}
+
+static void json_session(void *arg, const struct s2s_session_info *si)
+{
+	struct json *j = arg;
+	json_obj_begin(j);
+	json_kv_uint(j, "id", si->id);
+	json_kv_str(j, "dir", si->dir);
+	json_kv_str(j, "local", si->local);
+	json_kv_str(j, "peer", si->remote);
+	json_kv_str(j, "addr", si->addr);
+	json_kv_str(j, "state", si->state);
+	json_kv_str(j, "auth", si->auth);
+	json_kv_str(j, "tls", si->tls_version);
+	json_kv_str(j, "cert", si->cert);
+	json_kv_bool(j, "direct_tls", si->direct_tls);
+	json_kv_bool(j, "sm", si->sm);
+	json_kv_uint(j, "age_s", si->age_ms / 1000);
+	json_kv_uint(j, "stanzas", si->stanzas);
+	json_kv_uint(j, "queued", si->queued);
+	json_obj_end(j);
+}
+
+static int cmd_sessions(void *arg, const struct ctl_req *req, struct json *j, char *err,
+			size_t errlen)
+{
+	struct proxy *p = arg;
+	(void)req, (void)err, (void)errlen;
+	json_arr_begin(j);
+	if (p->s2s)
+		s2s_foreach_session(p->s2s, json_session, j);
+	if (p->s2s_out)
+		s2s_out_foreach_session(p->s2s_out, json_session, j);
+	json_arr_end(j);
+	return 0;
+}
+
+static int cmd_reload(void *arg, const struct ctl_req *req, struct json *j, char *err,
+		      size_t errlen)
+{
+	struct proxy *p = arg;
+	(void)req;
+	log_info(0, "ctl_reload", "config=%s", p->config_path);
+	int rc = reload(p, err, errlen);
+	if (rc)
+		return rc;
+	json_obj_begin(j);
+	json_kv_bool(j, "reloaded", true);
+	json_kv_str(j, "config", p->config_path);
+	json_obj_end(j);
+	return 0;
+}
+
+static int cmd_drain(void *arg, const struct ctl_req *req, struct json *j, char *err,
+		     size_t errlen)
+{
+	struct proxy *p = arg;
+	(void)req;
+	if (p->stop.stopping) {
+		snprintf(err, errlen, "already draining");
+		return PE_STATE;
+	}
+	log_info(0, "ctl_drain", "deadline_ms=%d", 10000);
+	on_term(p);
+	json_obj_begin(j);
+	json_kv_bool(j, "draining", true);
+	json_kv_uint(j, "deadline_ms", 10000);
+	json_obj_end(j);
+	return 0;
+}
+
+static void ops_setup(struct proxy *p)
+{
+	struct ctl *c = p->ops.ctl;
+	ctl_register(c, "status", "the daemon's state at a glance", cmd_status, p);
+	ctl_register(c, "link", "the link to the gateways: window, counters, peers", cmd_link, p);
+	ctl_register(c, "sessions",
+		     "S2S streams: peer, direction, auth method, TLS, certificate, age, stanzas",
+		     cmd_sessions, p);
+	ctl_register(c, "reload", "reload the configuration and certificates (as SIGHUP)",
+		     cmd_reload, p);
+	ctl_register(c, "drain", "stop gracefully (as SIGTERM)", cmd_drain, p);
+	metrics_setup(p);
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon_args args;
@@ -151,6 +529,12 @@ int main(int argc, char **argv)
 	}
 	if (daemon_load("parley-proxy", proxy_options, N_OPTIONS, NULL, 0, &p.cfg, args.config))
 		return 1;
+	char cerr[256];
+	if (ctl_conf_check(&p.cfg.control, cerr, sizeof cerr) != 0) {
+		fprintf(stderr, "parley-proxy: %s: %s\n", args.config, cerr);
+		conf_free(proxy_options, N_OPTIONS, &p.cfg);
+		return 1;
+	}
 	if (args.check_config) {
 		printf("parley-proxy: %s: configuration OK\n", args.config);
 		conf_free(proxy_options, N_OPTIONS, &p.cfg);
@@ -159,6 +543,8 @@ int main(int argc, char **argv)
 	log_init("parley-proxy", (enum log_level)p.cfg.log_level);
 	p.config_path = args.config;
 	p.loop = uv_default_loop();
+	ops_init(&p.ops, p.loop, "parley-proxy", metrics_collect, &p);
+	ops_setup(&p);
 
 	struct gwlink_opts go = {
 		.node_id = p.cfg.node_id,
@@ -183,6 +569,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	s2s_set_dialback(p.s2s, p.s2s_out, s2s_out_dialback(p.s2s_out));
+	ops_listen(&p.ops, &p.cfg.control);
 	struct sig_handlers sh = {.on_term = on_term, .on_hup = on_hup, .arg = &p};
 	sig_start(p.loop, &p.sig, &sh);
 	log_info(0, "started", "config=%s pid=%ld", args.config, (long)getpid());
@@ -199,6 +586,7 @@ out:
 	s2s_free(p.s2s);
 	gwlink_free(p.gw);
 	s2s_out_free(p.s2s_out);
+	ops_free(&p.ops);
 	uv_loop_close(p.loop);
 	conf_free(proxy_options, N_OPTIONS, &p.cfg);
 	return rc;

@@ -523,6 +523,7 @@ static void handle_stanza(struct s2s_in *in, const struct xs_elem *el)
 	int r = link_out_send(s->out, &f);
 	in->stanzas++;
 	s->stats.stanzas_in++;
+	s->stats.stanzas_in_kind[(unsigned)st.kind & 3u]++;
 	if (r == 0) {
 		sm_push(in, f.seq);
 	} else {
@@ -594,6 +595,7 @@ static void handle_auth(struct s2s_in *in, const struct xs_elem *el)
 	in->state = IN_AUTHED;
 	in->auth = PARLEY__LINK__AUTH_METHOD__AUTH_SASL_EXTERNAL;
 	in->srv->stats.authenticated++;
+	in->srv->stats.auth_external++;
 	xs_reset(in->xs);
 	in->header_sent = false;
 	struct xs_limits lim = xs_limits_postauth;
@@ -658,6 +660,7 @@ static void s2s__db_verified(void *arg, int verdict)
 	in->state = IN_AUTHED;
 	in->auth = PARLEY__LINK__AUTH_METHOD__AUTH_DIALBACK;
 	in->srv->stats.authenticated++;
+	in->srv->stats.auth_dialback++;
 	struct xs_limits lim = xs_limits_postauth;
 	lim.max_stanza_bytes = in->pol->max_stanza_bytes;
 	xs_set_limits(in->xs, &lim);
@@ -1231,3 +1234,41 @@ void s2s_set_dialback(struct s2s *s, struct s2s_out *out, const struct dialback 
 
 const struct s2s_stats *s2s_stats(const struct s2s *s) { return &s->stats; }
 size_t s2s_stream_count(const struct s2s *s) { return s->nstreams; }
+
+const char *s2s_auth_name(int method)
+{
+	switch (method) {
+	case PARLEY__LINK__AUTH_METHOD__AUTH_SASL_EXTERNAL:
+		return "sasl-external";
+	case PARLEY__LINK__AUTH_METHOD__AUTH_DIALBACK:
+		return "dialback";
+	default:
+		return "none";
+	}
+}
+
+void s2s_foreach_session(const struct s2s *s, s2s_session_cb cb, void *arg)
+{
+	static const char *const states[] = {"header", "open", "authenticated", "closing"};
+	uint64_t now = uv_now(s->loop);
+	for (const struct s2s_in *in = s->streams; in; in = in->next) {
+		struct tls_sess *t =
+		    in->tls && in->conn && !in->conn_gone ? net_conn_tls(in->conn) : NULL;
+		struct s2s_session_info si = {
+		    .id = in->id,
+		    .dir = "in",
+		    .local = in->to,
+		    .remote = in->from,
+		    .addr = in->ip,
+		    .state = states[in->state],
+		    .auth = in->state == IN_AUTHED ? s2s_auth_name(in->auth) : "none",
+		    .tls_version = t ? tls_sess_version(t) : "none",
+		    .cert = !t ? "none" : in->cert_ok ? "valid" : "invalid",
+		    .direct_tls = in->direct,
+		    .sm = in->sm,
+		    .age_ms = now - in->started_ms,
+		    .stanzas = in->stanzas,
+		};
+		cb(arg, &si);
+	}
+}

@@ -75,8 +75,34 @@ void s2s_link_acked(struct s2s *s);
 
 struct s2s_stats {
 	uint64_t accepted, authenticated, stanzas_in, stream_errors, refused_limit;
+	uint64_t auth_external, auth_dialback; /* authenticated, by method */
+	uint64_t stanzas_in_kind[4];	       /* by PARLEY__LINK__STANZA_KIND__* (1..3) */
 };
 const struct s2s_stats *s2s_stats(const struct s2s *s);
 size_t s2s_stream_count(const struct s2s *s);
+
+/* One S2S stream as parleyctl shows it (inbound here, outbound from s2s_out). Strings are
+ * borrowed: valid only during the callback. */
+struct s2s_session_info {
+	uint64_t id;		 /* connection id, as in the logs */
+	const char *dir;	 /* "in" or "out" */
+	const char *local;	 /* our domain ("" until known) */
+	const char *remote;	 /* the partner's domain ("" until known) */
+	const char *addr;	 /* the partner's IP address ("" if none) */
+	const char *state;	 /* e.g. "open", "authenticated", "connecting", "ready" */
+	const char *auth;	 /* "sasl-external", "dialback" or "none" */
+	const char *tls_version; /* e.g. "TLSv1.3"; "none" without TLS */
+	const char *cert;	 /* "valid", "invalid" or "none" (no TLS) */
+	bool direct_tls;	 /* XEP-0368 direct TLS rather than STARTTLS */
+	bool sm;		 /* XEP-0198 on */
+	uint64_t age_ms;	 /* since the connection (in) / the stream became ready (out) */
+	uint64_t stanzas;	 /* accepted (in) / written (out) on this stream */
+	uint64_t queued;	 /* out: waiting or unacknowledged; in: 0 */
+};
+typedef void (*s2s_session_cb)(void *arg, const struct s2s_session_info *si);
+/* Calls cb for every inbound stream. cb must not close streams. */
+void s2s_foreach_session(const struct s2s *s, s2s_session_cb cb, void *arg);
+/* Name of a PARLEY__LINK__AUTH_METHOD__* value: "none", "sasl-external", "dialback". */
+const char *s2s_auth_name(int method);
 
 #endif

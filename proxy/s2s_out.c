@@ -152,6 +152,8 @@ struct route {
 	bool start_pending; /* route_start from the timer, not from the caller's stack */
 	bool freeing;
 	uint64_t last_use_ms, last_tx_ms;
+	uint64_t ready_ms; /* when the current stream became ready (parleyctl) */
+	uint64_t written;  /* stanzas written on this route's streams (parleyctl) */
 	const char *fail_cond;
 	char fail_text[512];
 };
@@ -379,6 +381,7 @@ static void flush_queue(struct route *r)
 			r->qtail = &r->q;
 		r->qn--;
 		oc_write(oc, it->data, it->len);
+		r->written++;
 		if (oc->sm) {
 			it->next = NULL;
 			*r->senttail = it;
@@ -419,7 +422,7 @@ static void go_ready(struct oconn *oc)
 	struct tls_sess *t = net_conn_tls(oc->c);
 	oc->st = OC_READY;
 	r->state = R_READY;
-	r->last_use_ms = now_ms(so);
+	r->last_use_ms = r->ready_ms = now_ms(so);
 	if (!r->verify) {
 		so->stats.streams_authenticated++;
 		if (oc->method == PARLEY__LINK__AUTH_METHOD__AUTH_SASL_EXTERNAL)
@@ -1549,4 +1552,35 @@ const struct s2s_out_stats *s2s_out_stats(const struct s2s_out *so)
 size_t s2s_out_route_count(const struct s2s_out *so)
 {
 	return so->nroutes;
+}
+
+void s2s_out_foreach_session(const struct s2s_out *so, s2s_session_cb cb, void *arg)
+{
+	static const char *const states[] = {"idle", "resolving", "connecting", "negotiating",
+					     "ready"};
+	uint64_t now = uv_now(so->loop);
+	for (const struct route *r = so->routes; r; r = r->next) {
+		if (r->verify)
+			continue;
+		const struct oconn *oc = r->conn;
+		struct tls_sess *t = oc && oc->c && oc->tls ? net_conn_tls(oc->c) : NULL;
+		bool ready = r->state == R_READY && oc;
+		struct s2s_session_info si = {
+		    .id = oc ? oc->id : 0,
+		    .dir = "out",
+		    .local = r->local,
+		    .remote = r->remote,
+		    .addr = oc ? oc->addr : "",
+		    .state = states[r->state],
+		    .auth = ready ? s2s_auth_name(oc->method) : "none",
+		    .tls_version = t ? tls_sess_version(t) : "none",
+		    .cert = !t ? "none" : oc->cert_ok ? "valid" : "invalid",
+		    .direct_tls = oc && oc->direct,
+		    .sm = oc && oc->sm,
+		    .age_ms = ready ? now - r->ready_ms : 0,
+		    .stanzas = r->written,
+		    .queued = r->qn + r->sentn,
+		};
+		cb(arg, &si);
+	}
 }

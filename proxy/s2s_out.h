@@ -103,5 +103,8 @@ struct s2s_out_stats {
 const struct s2s_out_stats *s2s_out_stats(const struct s2s_out *o);
 /* Domain pairs with a stream or queued stanzas. */
 size_t s2s_out_route_count(const struct s2s_out *o);
+/* Calls cb for every outbound route to a partner (dialback verification routes excluded),
+ * with or without a stream. cb must not submit or close anything. */
+void s2s_out_foreach_session(const struct s2s_out *o, s2s_session_cb cb, void *arg);
 
 #endif

@@ -38,3 +38,13 @@ def daemons():
         if found:
             findings.append("%s: %s\n%s" % (d.name, found[0], d.text()[-4000:]))
     assert not findings, "\n".join(findings)
+
+
+@pytest.fixture
+def running():
+    """Collects started peers (Prosody, Kamailio, dnsmasq, clients, UAs); stops them in
+    reverse order at the end."""
+    started = []
+    yield started
+    for p in reversed(started):
+        (p.close if hasattr(p, "close") and not hasattr(p, "stop") else p.stop)()

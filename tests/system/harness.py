@@ -52,6 +52,9 @@ class Daemon:
         self.name = name
         self.conf = os.path.join(self.workdir, name + ".conf")
         self.log = os.path.join(self.workdir, name + ".log")
+        if binary == "parley-gateway" and "[sip]" in config_text and "[state]" not in config_text:
+            # the translator's store lives with the test: a restart in the same test finds it
+            config_text += "\n[state]\npath = %s\n" % os.path.join(self.workdir, name + ".db")
         with open(self.conf, "w") as f:
             f.write(config_text)
         self.proc = None

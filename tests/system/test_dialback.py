@@ -14,7 +14,7 @@ import pytest
 
 from linkpeer import NEG_NOT_SUPPORTED, NEG_OPTIONAL
 from s2sraw import S2SClient, header
-from s2soutlab import EDGE_IP, PARTNER_IP, SECRET, Lab, certs_dir, wait_for
+from s2soutlab import EDGE_IP, PARTNER_IP, SECRET, Lab, certs_dir
 
 N = 1000
 
@@ -22,14 +22,6 @@ N = 1000
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     return certs_dir(tmp_path_factory, "dialbackcerts")
-
-
-@pytest.fixture
-def running():
-    started = []
-    yield started
-    for p in reversed(started):
-        p.stop()
 
 
 def xep0185_key(secret, receiving, originating, stream_id):

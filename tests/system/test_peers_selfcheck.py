@@ -25,15 +25,6 @@ def certs(tmp_path_factory):
     return str(d)
 
 
-@pytest.fixture
-def running():
-    """Everything started in a test; stopped by PID, newest first, at the end."""
-    started = []
-    yield started
-    for peer in reversed(started):
-        peer.stop()
-
-
 def start_dns(tmp_path, running, direct_tls=False):
     srv = [xmpp_srv("corp.test", "s2s.corp.test", 5269),
            xmpp_srv("partner.test", "s2s.partner.test", 5269)]

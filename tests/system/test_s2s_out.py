@@ -23,14 +23,6 @@ def certs(tmp_path_factory):
     return certs_dir(tmp_path_factory, "s2soutcerts")
 
 
-@pytest.fixture
-def running():
-    started = []
-    yield started
-    for p in reversed(started):
-        p.stop()
-
-
 def partner_lab(tmp_path, running, daemons, certs, direct_tls=False, partner_rules=None,
                 smacks=False, partner_v6=None, log_level="info", **policy_kw):
     lab = Lab(tmp_path, running, daemons, certs)

@@ -21,14 +21,6 @@ def certs(tmp_path_factory):
     return str(d)
 
 
-@pytest.fixture
-def running():
-    started = []
-    yield started
-    for p in reversed(started):
-        p.stop()
-
-
 class _Closer:
     def __init__(self, *socks):
         self.socks = socks

@@ -347,7 +347,12 @@ def _main():
             xmpp.disconnect(wait=0)
             finished.set()
 
-    def on_session_start(_):
+    async def on_session_start(_):
+        # an interested resource (RFC 6121 2.2): subscription stanzas reach it
+        try:
+            await xmpp.get_roster(timeout=10)
+        except Exception as e:  # noqa: BLE001 - reported, the session goes on
+            emit("roster_failed", reason=str(e))
         xmpp.send_presence()
         state["ready"] = True
         emit("ready", jid=str(xmpp.boundjid))

@@ -1,0 +1,237 @@
+"""Presence and subscriptions both ways (issue 7, MAPPING.md D and E), end to end: Prosody
+(alice@partner.test) <-> parley-proxy <-> parley-gateway <-> Kamailio's presence server
+(bob@corp.test publishes and watches through it)."""
+import re
+import time
+
+import pytest
+
+from imlab import GW_SIP, Lab, lab_certs, wait_for
+from sipua import UA
+
+ALICE = "alice@partner.test"
+FEDERATED = {"partner.test": {"type": "federated"}}  # federated partners see status notes
+BOB = "sip:bob@corp.test"
+
+PIDF = """<?xml version='1.0' encoding='UTF-8'?>
+<presence xmlns='urn:ietf:params:xml:ns:pidf'
+  xmlns:dm='urn:ietf:params:xml:ns:pidf:data-model'
+  xmlns:rpid='urn:ietf:params:xml:ns:pidf:rpid' entity='sip:bob@corp.test'>
+ <tuple id='t1'><status><basic>{basic}</basic>{show}</status>{note}</tuple>
+ {person}
+</presence>"""
+
+
+def bob_pidf(basic="open", activity=None, note=None, show=None):
+    return PIDF.format(
+        basic=basic,
+        show="<show xmlns='jabber:client'>%s</show>" % show if show else "",
+        note="<note xml:lang='en'>%s</note>" % note if note else "",
+        person="<dm:person id='p1'><rpid:activities><rpid:%s/></rpid:activities></dm:person>"
+        % activity if activity else "")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return lab_certs(tmp_path_factory)
+
+
+def from_bob(e):
+    return e["from"].split("/")[0] == "bob@corp.test"
+
+
+def presences(client, since=0):
+    return [e for e in client.events("presence")[since:] if from_bob(e)]
+
+
+def wait_presence(client, pred, what, since=0, timeout=20):
+    def found():
+        return [e for e in presences(client, since) if pred(e)]
+    wait_for(lambda: found(), timeout, what)
+    return found()[-1]
+
+
+def notifies(ua, pred=None):
+    return [m for m in ua.received if m.method == "NOTIFY" and (pred is None or pred(m))]
+
+
+def pidf_fields(text):
+    """basic, show, note of the first tuple of a PIDF we wrote."""
+    basic = re.search(r"<basic>(\w+)</basic>", text)
+    show = re.search(r"<show[^>]*>(\w+)</show>", text)
+    note = re.search(r"<note[^>]*>([^<]*)</note>", text)
+    return (basic and basic.group(1), show and show.group(1), note and note.group(1))
+
+
+def subscribe_alice_to_bob(lab):
+    assert lab.bob.publish(body=bob_pidf(note="at my desk")).status == 200
+    lab.alice.subscribe("bob@corp.test")
+    wait_for(lambda: any(from_bob(e) and e.get("type") == "subscribed"
+                         for e in lab.alice.events("presence")), 30, "subscribed at alice")
+    return wait_presence(lab.alice, lambda e: e.get("type") in (None, "", "available"),
+                         "bob's first presence at alice")
+
+
+def subscribe_bob_to_alice(lab):
+    lab.alice.set_presence(show="away", status="lunch")
+    r, dialog = lab.bob.subscribe("sip:alice@partner.test", expires=600)
+    assert r.status == 200, r.start  # D8: never 202
+    m = lab.bob.wait_request("NOTIFY", timeout=20,
+                             pred=lambda m: "active" in (m.header("subscription-state") or "")
+                             and "<basic>open" in m.text)
+    return dialog, m
+
+
+def test_alice_watches_bob(tmp_path, running, daemons, certs):
+    """D1, D2, E2-E5: bob's states reach alice with the mapped show and status."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED)
+    first = subscribe_alice_to_bob(lab)
+    assert first.get("show") in (None, "", "available", "chat"), first
+    assert first.get("status") == "at my desk", first
+    states = [
+        (dict(activity="away", note="back soon"), "away", "back soon"),
+        (dict(activity="busy", note="in a call"), "dnd", "in a call"),
+        (dict(show="dnd", note="do not disturb"), "dnd", "do not disturb"),
+        (dict(activity="vacation", note="on holiday"), "xa", "on holiday"),
+        (dict(note="around again"), None, "around again"),
+    ]
+    for kw, show, status in states:
+        n = len(lab.alice.events("presence"))
+        assert lab.bob.publish(body=bob_pidf(**kw)).status == 200
+        e = wait_presence(lab.alice, lambda e: e.get("status") == status,
+                          "bob %s at alice" % status, since=n)
+        assert (e.get("show") or None) in ((show,) if show else (None, "available", "chat")), e
+        # slixmpp reports an available presence's show as its "type"
+        assert e.get("type") in (None, "", "available", show), e
+    n = len(lab.alice.events("presence"))
+    assert lab.bob.publish(body=bob_pidf(basic="closed", note="gone home")).status == 200
+    e = wait_presence(lab.alice, lambda e: e.get("type") == "unavailable",
+                      "bob offline at alice", since=n)
+    assert e.get("status") == "gone home", e
+
+
+def test_bob_watches_alice(tmp_path, running, daemons, certs):
+    """D6, E2-E6: alice's changes reach bob's SIP watcher as PIDF with the mapped values."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED)
+    dialog, m = subscribe_bob_to_alice(lab)
+    assert m.header("event").startswith("presence")
+    assert m.header("content-type").startswith("application/pidf+xml")
+    assert pidf_fields(m.text) == ("open", "away", "lunch"), m.text
+    assert "<rpid:away" in m.text or ":away/>" in m.text, m.text  # E5
+    for show, status in (("dnd", "busy now"), ("xa", "on leave"), (None, "free")):
+        k = len(notifies(lab.bob))
+        lab.alice.set_presence(show=show, status=status)
+        wait_for(lambda: len(notifies(lab.bob, lambda m: status in m.text)) > 0
+                 and len(notifies(lab.bob)) > k, 20, "NOTIFY with %s" % status)
+        m = notifies(lab.bob, lambda m: status in m.text)[-1]
+        assert pidf_fields(m.text) == ("open", show, status), m.text
+    # E6: the tuple id encodes alice's resource, a valid XML ID
+    assert re.search(r"<tuple id=\"ID-[0-9a-f]+\"", m.text) or \
+        re.search(r"<tuple id='ID-[0-9a-f]+'", m.text), m.text
+    k = len(notifies(lab.bob))
+    lab.alice.set_presence(ptype="unavailable", status="bye")
+    wait_for(lambda: any("<basic>closed" in n.text for n in notifies(lab.bob)[k:]), 20,
+             "a closed NOTIFY")
+
+
+def test_unsubscribe_both_ways(tmp_path, running, daemons, certs):
+    """D5, D7: unsubscribing on either side ends the SIP dialog and the XMPP subscription."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED)
+    subscribe_alice_to_bob(lab)
+    dialog, _ = subscribe_bob_to_alice(lab)
+    # alice unsubscribes from bob: SUBSCRIBE Expires: 0 to the pool, unsubscribed to alice
+    # (Prosody does not pass that `unsubscribed` on: alice's roster already says none)
+    lab.alice.unsubscribe("bob@corp.test")
+    lab.gw.wait_log(r"event=presence_sip_unsubscribed jid=alice@partner.test "
+                    r"sip=sip:bob@corp.test status=200")
+    n = len(presences(lab.alice))
+    assert lab.bob.publish(body=bob_pidf(activity="away", note="unseen")).status == 200
+    time.sleep(2)
+    assert not any(e.get("status") == "unseen" for e in presences(lab.alice, n))
+    # bob unsubscribes from alice: NOTIFY terminated;reason=timeout with closed PIDF
+    r, _ = lab.bob.subscribe("sip:alice@partner.test", expires=0, dialog=dialog)
+    assert r.status == 200, r.start
+    m = lab.bob.wait_request("NOTIFY", timeout=20,
+                             pred=lambda m: "terminated" in (m.header("subscription-state")
+                                                             or ""))
+    assert "reason=timeout" in m.header("subscription-state")
+    assert "<basic>closed" in m.text, m.text
+    e = lab.alice.wait_event(lambda e: e.get("ev") == "presence" and from_bob(e) and
+                             e.get("type") == "unsubscribe", 20, "unsubscribe at alice")
+    assert e
+
+
+def test_no_presence_leaks(tmp_path, running, daemons, certs):
+    """E8: a notification goes only to its own subscriber, in both directions."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED, partner_users=("dave",))
+    dave = lab.xmpp_user("dave", auto_authorize=False)
+    carol = lab.sip_user("carol", "127.0.0.64")
+    subscribe_alice_to_bob(lab)
+    subscribe_bob_to_alice(lab)
+    lab.alice.set_presence(show="dnd", status="secret-a")
+    assert lab.bob.publish(body=bob_pidf(activity="away", note="secret-b")).status == 200
+    wait_for(lambda: notifies(lab.bob, lambda m: "secret-a" in m.text), 20, "bob's NOTIFY")
+    wait_presence(lab.alice, lambda e: e.get("status") == "secret-b", "alice's update")
+    time.sleep(1)
+    assert notifies(carol) == []
+    assert [e for e in dave.events("presence") if "corp.test" in e["from"]] == []
+    # a SIP watcher the partner user refuses learns nothing
+    dave.set_presence(show="chat", status="secret-d")
+    r, _ = carol.subscribe("sip:dave@partner.test", expires=600)
+    assert r.status == 200, r.start
+    e = dave.wait_event(lambda e: e.get("ev") == "presence" and e.get("type") == "subscribe",
+                        20, "carol's subscribe at dave")
+    assert e["from"].startswith("carol@corp.test")
+    dave.unsubscribed("carol@corp.test")
+    m = carol.wait_request("NOTIFY", timeout=20,
+                           pred=lambda m: "terminated" in (m.header("subscription-state") or ""))
+    assert "reason=rejected" in m.header("subscription-state")
+    assert all("secret-d" not in n.text for n in notifies(carol))
+
+
+def test_gateway_sigkill_keeps_subscriptions(tmp_path, running, daemons, certs):
+    """Store: after a SIGKILL and restart of the gateway, updates keep flowing both ways
+    without anyone subscribing again."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED)
+    subscribe_alice_to_bob(lab)
+    subscribe_bob_to_alice(lab)
+    time.sleep(0.5)  # past the store's write-behind delay
+    lab.gw.kill()
+    lab.gw.start()
+    lab.gw.wait_log(r"event=presence_loaded uac=1 uas=1")
+    lab.px.wait_log(r"event=gateway_active", timeout=20)
+    n = len(lab.alice.events("presence"))
+    assert lab.bob.publish(body=bob_pidf(activity="busy", note="after restart")).status == 200
+    e = wait_presence(lab.alice, lambda e: e.get("status") == "after restart",
+                      "bob's update after the restart", since=n)
+    assert e.get("show") == "dnd"
+    k = len(notifies(lab.bob))
+    lab.alice.set_presence(show="xa", status="still here")
+    wait_for(lambda: notifies(lab.bob, lambda m: "still here" in m.text), 20,
+             "alice's update at bob after the restart")
+    m = notifies(lab.bob, lambda m: "still here" in m.text)[-1]
+    assert pidf_fields(m.text) == ("open", "xa", "still here")
+    # the NOTIFYs kept one dialog with rising CSeq
+    cseqs = [n.cseq[0] for n in notifies(lab.bob)[k - 1:]]
+    assert cseqs == sorted(cseqs) and len(set(cseqs)) == len(cseqs), cseqs
+
+
+def test_subscribe_errors(tmp_path, running, daemons, certs):
+    """D8 and A1/J1 for SUBSCRIBE, sent straight to the gateway."""
+    Lab(tmp_path, running, daemons, certs, partners=FEDERATED)
+    ua = UA("bob", "corp.test", "127.0.0.65", proxy=(GW_SIP, 5060))
+    ua.start()
+    running.append(ua)
+    r, _ = ua.subscribe("sip:alice@partner.test", event="dialog")
+    assert r.status == 489, r.start
+    assert "presence" in (r.header("allow-events") or "")
+    r, _ = ua.subscribe("sip:alice@partner.test", accept="text/plain")
+    assert r.status == 406, r.start
+    r = ua.request("SUBSCRIBE", "sips:alice@partner.test",
+                   headers=[("Event", "presence"), ("Expires", "60")])
+    assert r.status == 416, r.start
+    r, _ = ua.subscribe("sip:eve@stranger.test")
+    assert r.status == 403, r.start
+    r = ua.request("NOTIFY", "sip:%s:5060" % GW_SIP,
+                   headers=[("Event", "presence"), ("Subscription-State", "active")])
+    assert r.status == 481, r.start
