@@ -27,6 +27,10 @@
 #define MAX_ACKS 65536	   /* stanzas waiting for a commit before the link is told */
 #define REFRESH_MARGIN 0.9 /* refresh at 90% of the granted time */
 #define DEFAULT_UAS_EXPIRES 3600
+/* Our CSeq in a dialog is written every CSEQ_STRIDE requests, and a restarted gateway
+ * starts CSEQ_STRIDE above what it finds: always higher than anything it sent, without a
+ * store write per NOTIFY. */
+#define CSEQ_STRIDE 256
 
 /* One available resource of a partner user, as last received. */
 struct xres {
@@ -582,7 +586,8 @@ static void uas_notify(struct psub *ps, const char *substate)
 	if (r == 0)
 		sip_msg_set_body(n, "application/pidf+xml", buf_head(&p->scratch),
 				 buf_len(&p->scratch));
-	persist(ps); /* the CSeq moved */
+	if (ps->d.local_cseq % CSEQ_STRIDE == 0)
+		persist(ps);
 	if (sip_stack_send(p->sip, n, next, on_notify_response, ps, &ps->req) != 0) {
 		ps->req = NULL;
 		return;
@@ -942,10 +947,12 @@ static void handle_notify(struct presence *p, struct sip_stxn *st, struct sip_ms
 		free(copy);
 		return;
 	}
+	int64_t old_expiry = ps->expires_at;
 	if (exp > 0 && !ps->fetch) {
 		ps->expires_at = wall_now() + exp;
 		ps->due_ms = uv_now(p->loop) + (uint64_t)(exp * 1000.0 * REFRESH_MARGIN);
 	}
+	bool changed = ps->state != STORE_SUB_ACTIVE;
 	if (strcasecmp(state, "active") == 0) {
 		if (!ps->told_subscribed && !ps->fetch) {
 			/* D2: the first active NOTIFY means authorised */
@@ -956,8 +963,10 @@ static void handle_notify(struct presence *p, struct sip_stxn *st, struct sip_ms
 		ps->state = STORE_SUB_ACTIVE;
 		uac_deliver(ps, copy, blen);
 	}
-	/* pending: answered, no stanza (D2) */
-	persist(ps);
+	/* pending: answered, no stanza (D2). The store needs a write only when the state or
+	 * the expiry moved: their CSeqs are not kept (a restarted gateway takes the next one) */
+	if (changed || ps->expires_at - old_expiry > 60 || old_expiry - ps->expires_at > 60)
+		persist(ps);
 	free(copy);
 }
 
@@ -1321,8 +1330,8 @@ static void load_sub(void *arg, const struct store_sub *s)
 		ps->d.local_uri = dup0(s->local_uri);
 		ps->d.remote_uri = dup0(s->remote_uri);
 		ps->d.remote_target = dup0(s->remote_target);
-		ps->d.local_cseq = s->local_cseq;
-		ps->d.remote_cseq = s->remote_cseq;
+		ps->d.local_cseq = s->local_cseq + CSEQ_STRIDE;
+		ps->d.remote_cseq = 0; /* not kept current: accept what comes next */
 		for (const char *r = s->routes; r && *r && ps->d.nroute < SIP_DIALOG_MAX_ROUTES;) {
 			size_t n = strcspn(r, "\n");
 			ps->d.route[ps->d.nroute] = strndup(r, n);
