@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "system"))
 
 from harness import Daemon, Relay, free_port, make_certs  # noqa: E402
-from linkconf import (gateway_conf, policy_conf, proxy_conf, read_refs, read_sink,  # noqa: E402
+from linkconf import (gateway_conf, policy_conf, proxy_conf, read_refs,  # noqa: E402
                       s2s_conf)
 from peers import Dnsmasq, Prosody, xmpp_srv  # noqa: E402
 from xmppclient import XmppClient  # noqa: E402
@@ -109,7 +109,7 @@ def act_two(work):
                                                    "127.0.0.62", "127.0.0.63")
     started = []
     try:
-        say("Act 2: IM both ways. Certificates for corp.test (the edge), partner.test, the pool")
+        say("Act 2: IM and presence both ways. Certificates for corp.test (the edge), partner.test, the pool")
         make_certs(work, "corp.test", "partner.test", "pool.corp.test")
         port, link = free_port(edge_ip), free_port()
         dns = Dnsmasq(os.path.join(work, "dns"),
@@ -127,7 +127,9 @@ def act_two(work):
                                    "resolver = %s\n" % dns.server.replace("@", ":"))).start()
         started.append(px)
         gw = Daemon("parley-gateway", work, "gateway2",
-                    gateway_conf(work, link, policy=policy_conf() +
+                    gateway_conf(work, link,
+                                 policy=policy_conf(partners={"partner.test":
+                                                              {"type": "federated"}}) +
                                  "\n[sip]\nlisten_udp = %s:5060\npool = udp:%s:5060\n"
                                  % (gw_sip, kam_ip))).start()
         started.append(gw)
@@ -180,12 +182,55 @@ def act_two(work):
             time.sleep(0.1)
         errs = alice.errors()
         print("   alice got: %s" % (errs[0]["condition"] if errs else "nothing"))
+        ok = presence(alice, bob) and ok
         show(px, "event=s2s_auth", limit=2)
         print("\nLogs and configs are in %s" % work)
         return 0 if ok and errs else 1
     finally:
         for d in reversed(started):
             d.stop()
+
+
+PIDF = ("<?xml version='1.0'?><presence xmlns='urn:ietf:params:xml:ns:pidf' "
+        "xmlns:dm='urn:ietf:params:xml:ns:pidf:data-model' "
+        "xmlns:rpid='urn:ietf:params:xml:ns:pidf:rpid' entity='sip:bob@corp.test'>"
+        "<tuple id='t1'><status><basic>open</basic></status><note>%s</note></tuple>"
+        "<dm:person id='p1'><rpid:activities><rpid:%s/></rpid:activities></dm:person>"
+        "</presence>")
+
+
+def presence(alice, bob):
+    """Subscriptions both ways and a change of state each way; True if all arrived."""
+    say("Presence: alice subscribes to bob; bob publishes 'busy - in a call'")
+    bob.publish(body=PIDF % ("in a call", "busy"))
+    alice.subscribe("bob@corp.test")
+    seen = None
+    end = time.monotonic() + 30
+    while time.monotonic() < end and not seen:
+        seen = [e for e in alice.events("presence")
+                if e["from"].startswith("bob@corp.test") and e.get("status") == "in a call"]
+        time.sleep(0.2)
+    print("   alice (XMPP) sees bob:      %s" % (
+        "show=%s status=%r" % (seen[-1].get("show"), seen[-1].get("status")) if seen
+        else "nothing"))
+    say("Presence: bob subscribes to alice (SIP SUBSCRIBE); alice sets 'away - lunch'")
+    r, _ = bob.subscribe("sip:alice@partner.test", expires=600)
+    print("   SUBSCRIBE sip:alice@partner.test: %d %s" % (r.status, r.reason))
+    alice.set_presence(show="away", status="lunch")
+    note = None
+    end = time.monotonic() + 30
+    while time.monotonic() < end and not note:
+        for m in [m for m in bob.received if m.method == "NOTIFY"]:
+            if "<note" in m.text and "lunch" in m.text:
+                note = m
+        time.sleep(0.2)
+    if note:
+        shows = re.findall(r"<show[^>]*>(\w+)</show>", note.text)
+        print("   bob (SIP) gets NOTIFY:      Subscription-State %s, PIDF show=%s note=lunch"
+              % (note.header("subscription-state"), shows[0] if shows else None))
+    else:
+        print("   bob (SIP) gets NOTIFY:      nothing")
+    return bool(seen) and note is not None
 
 
 class _Closer:

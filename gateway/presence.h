@@ -18,6 +18,8 @@
 struct presence_conf {
 	uint64_t uas_max_expires_s; /* longest subscription we grant a SIP watcher */
 	uint64_t retry_s;	    /* wait before a failed SUBSCRIBE is tried again */
+	bool publish;		    /* D9: PUBLISH partner users' presence to the pool */
+	uint64_t publish_expires_s; /* lifetime asked for a publication */
 };
 
 struct presence;
@@ -46,8 +48,22 @@ bool presence_user_added(const struct presence *p, const char *org_jid, const ch
 struct presence_stats {
 	uint64_t subs_uac, subs_uas;		/* live subscriptions each way (gauges) */
 	uint64_t subscribe_out, notify_in, notify_out, refreshes, presence_out;
-	uint64_t subscribe_failed, leaks_refused;
+	uint64_t subscribe_failed;
+	uint64_t contacts_refused; /* presence not cached: MAX_CONTACTS reached */
 };
 const struct presence_stats *presence_stats(const struct presence *p);
+
+/* One subscription as presence_foreach_sub shows it; the strings live until the next call
+ * into the presence. */
+struct presence_sub_info {
+	int dir;	    /* enum store_sub_dir */
+	const char *jid;    /* partner user, bare */
+	const char *sip;    /* organisation user's AOR */
+	int state;	    /* enum store_sub_state */
+	int64_t expires_at; /* unix seconds; 0 = not yet granted */
+};
+/* Calls cb for every live subscription, both directions (one-shot fetches left out). */
+void presence_foreach_sub(const struct presence *p,
+			  void (*cb)(void *arg, const struct presence_sub_info *si), void *arg);
 
 #endif

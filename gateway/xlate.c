@@ -13,6 +13,7 @@
 #include "errmap.h"
 #include "jid.h"
 #include "log.h"
+#include "policy.h"
 #include "sip_map.h"
 #include "store.h"
 
@@ -61,6 +62,7 @@ struct pend_in {
 	uint64_t epoch, seq;
 	int kind;
 	char *from, *to, *id;
+	char *body; /* only with log_message_bodies: for the failure's log line */
 };
 
 /* A SIP MESSAGE waiting for Delivered or Bounce. */
@@ -93,6 +95,7 @@ struct xlate {
 	struct buf scratch;
 	struct store *store;
 	struct presence *pres;
+	const struct gw_policy_conf *access; /* J4: per-user access; NULL = everyone */
 };
 
 /* ---- small helpers ---- */
@@ -490,6 +493,7 @@ static void pend_in_free(struct pend_in *p)
 	free(p->from);
 	free(p->to);
 	free(p->id);
+	free(p->body);
 	free(p);
 }
 
@@ -504,8 +508,13 @@ static void on_message_response(void *arg, struct sip_msg *resp)
 		const char *reason = sip_msg_reason(resp);
 		errmap_text_from_reason(reason, reason ? strlen(reason) : 0, text, sizeof text);
 		x->stats.sip_failures++;
-		log_info(0, "xlate_sip_failure", "from=%s to=%s status=%d cond=%s", p->from, p->to,
-			 status, errmap_cond_name(e.cond));
+		/* Item 8: the body only when [federation] log_message_bodies is on */
+		char esc[512];
+		if (p->body)
+			log_escape(esc, sizeof esc, p->body, strlen(p->body));
+		log_info(0, "xlate_sip_failure", "from=%s to=%s status=%d cond=%s%s%s%s", p->from,
+			 p->to, status, errmap_cond_name(e.cond), p->body ? " body=\"" : "",
+			 p->body ? esc : "", p->body ? "\"" : "");
 		xmpp_error(x, p->kind, p->from, p->to, p->id, e.cond, text);
 	}
 	link_peer_processed_in(p->peer, p->epoch, p->seq);
@@ -636,7 +645,7 @@ static void message_to_sip(struct xlate *x, struct link_peer *peer, uint64_t seq
 		link_peer_processed(peer, seq); /* a receipt, gone, a repeat: nothing to send */
 		return;
 	}
-	if (!composing) {
+	if (!composing && x->convs.n) {
 		struct conv *c = conv_get(x, st->from, st->to, false);
 		if (c)
 			chatstate_tx_message(&c->tx); /* content ends composing */
@@ -686,6 +695,8 @@ static void message_to_sip(struct xlate *x, struct link_peer *peer, uint64_t seq
 	p->from = dup0(st->from);
 	p->to = dup0(st->to);
 	p->id = dup0(st->id);
+	if (x->pol && x->pol->log_message_bodies && st->body)
+		p->body = dup0(st->body);
 	p->next = x->pend_ins;
 	if (p->next)
 		p->next->prev = p;
@@ -699,10 +710,74 @@ static void message_to_sip(struct xlate *x, struct link_peer *peer, uint64_t seq
 	}
 }
 
+/* ---- policy: per-user access (J4) and PublicUnverified partners (J2) ---- */
+
+/* Whether the organisation user jid may federate ([access], [user "JID"]). */
+static bool user_allowed(const struct xlate *x, const char *jid)
+{
+	return !x->access || gw_policy_user_allowed(x->access, jid);
+}
+
+/* Whether jid's domain belongs to a PublicUnverified partner. */
+static bool public_unverified(const struct xlate *x, const char *jid)
+{
+	size_t n;
+	const char *d = domain_of(jid, &n);
+	for (size_t i = 0; x->pol && i < x->pol->n_partners; i++) {
+		const Parley__Link__Partner *p = x->pol->partners[i];
+		bool match = domain_eq(p->domain, d, n);
+		for (size_t k = 0; !match && k < p->n_additional_domains; k++)
+			match = domain_eq(p->additional_domains[k], d, n);
+		if (match)
+			return p->has_type &&
+			       p->type == PARLEY__LINK__PARTNER_TYPE__PARTNER_PUBLIC_UNVERIFIED;
+	}
+	return false;
+}
+
+/* A stanza from a partner user to an organisation user is refused when that user has no
+ * XMPP access (J4), or when the sender's partner is PublicUnverified and the user has not
+ * added the sender, i.e. holds no active subscription to them (J2, DESIGN.md). Returns
+ * the reason for the log, or NULL to let it pass. */
+static const char *inbound_refusal(const struct xlate *x, const Parley__Link__Stanza *st)
+{
+	if (!strchr(st->to, '@'))
+		return NULL; /* the domain itself: iq disco and ping */
+	if (!user_allowed(x, st->to))
+		return "no_xmpp_access";
+	if (public_unverified(x, st->from) &&
+	    (!x->pres || !presence_user_added(x->pres, st->to, st->from)))
+		return "public_unverified_not_added";
+	return NULL;
+}
+
+/* RFC 6121 §3.2: a refused subscription is answered with unsubscribed, from the bare JID. */
+static void send_unsubscribed(struct xlate *x, const Parley__Link__Stanza *st)
+{
+	char from[JID_BUF];
+	if (bare_of(st->to, from, sizeof from) != 0)
+		return;
+	Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
+	Parley__Link__Stanza s = PARLEY__LINK__STANZA__INIT;
+	s.ref = new_ref(x);
+	s.kind = PARLEY__LINK__STANZA_KIND__KIND_PRESENCE;
+	s.type = "unsubscribed";
+	s.from = from;
+	s.to = st->from;
+	f.body_case = PARLEY__LINK__FRAME__BODY_STANZA;
+	f.stanza = &s;
+	size_t dn;
+	const char *d = domain_of(st->from, &dn);
+	char dom[256];
+	snprintf(dom, sizeof dom, "%.*s", (int)dn, d);
+	edgelink_send_to(x->edges, dom, &f);
+}
+
 static void stanza_from_edge(struct xlate *x, struct link_peer *peer, uint64_t seq,
 			     const Parley__Link__Stanza *st)
 {
 	bool is_error = st->type && strcmp(st->type, "error") == 0;
+	const char *why;
 	if (!st->from || !st->to) {
 		link_peer_processed(peer, seq);
 		return;
@@ -718,9 +793,26 @@ static void stanza_from_edge(struct xlate *x, struct link_peer *peer, uint64_t s
 			link_peer_processed(peer, seq);
 			return;
 		}
+		if ((why = inbound_refusal(x, st)) != NULL) {
+			/* J2/J4: forbidden back to the partner user, nothing toward SIP */
+			log_info(0, "xlate_refused", "kind=message from=%s to=%s why=%s", st->from,
+				 st->to, why);
+			xmpp_error(x, st->kind, st->from, st->to, st->id, ERRMAP_COND_FORBIDDEN,
+				   NULL);
+			link_peer_processed(peer, seq);
+			return;
+		}
 		message_to_sip(x, peer, seq, st);
 		return;
 	case PARLEY__LINK__STANZA_KIND__KIND_IQ:
+		if (!is_error && strchr(st->to, '@') && !user_allowed(x, st->to) && st->type &&
+		    (strcmp(st->type, "get") == 0 || strcmp(st->type, "set") == 0)) {
+			/* J4: a user without access answers nothing of their own */
+			xmpp_error(x, st->kind, st->from, st->to, st->id, ERRMAP_COND_FORBIDDEN,
+				   NULL);
+			link_peer_processed(peer, seq);
+			return;
+		}
 		handle_iq(x, st);
 		link_peer_processed(peer, seq);
 		return;
@@ -728,6 +820,23 @@ static void stanza_from_edge(struct xlate *x, struct link_peer *peer, uint64_t s
 		size_t tn;
 		const char *td = domain_of(st->to, &tn);
 		if (is_error || !serves(x, td, tn) || !x->pres) {
+			link_peer_processed(peer, seq);
+			return;
+		}
+		bool subscribe = st->type && strcmp(st->type, "subscribe") == 0;
+		if ((why = inbound_refusal(x, st)) != NULL &&
+		    (subscribe || !user_allowed(x, st->to))) {
+			/* J4: no presence reaches a user without access, a subscription request is
+			 * refused with unsubscribed (RFC 6121 §3.2); J2: a PublicUnverified partner
+			 * user may not ask someone who has not added them (forbidden). Other
+			 * presence from such a partner reaches only watchers, who added it. */
+			log_info(0, "xlate_refused", "kind=presence type=%s from=%s to=%s why=%s",
+				 st->type ? st->type : "available", st->from, st->to, why);
+			if (subscribe && !user_allowed(x, st->to))
+				send_unsubscribed(x, st);
+			else if (subscribe)
+				xmpp_error(x, st->kind, st->from, st->to, st->id,
+					   ERRMAP_COND_FORBIDDEN, NULL);
 			link_peer_processed(peer, seq);
 			return;
 		}
@@ -859,6 +968,12 @@ static void message_from_sip(struct xlate *x, struct sip_stxn *st, struct sip_ms
 		reply(st, 403, "Not a federation partner"); /* J1 */
 		return;
 	}
+	if (!user_allowed(x, from)) {
+		log_info(0, "xlate_refused", "kind=MESSAGE from=%s to=%s why=no_xmpp_access", from,
+			 to);
+		reply(st, 403, "No XMPP federation for this user"); /* J4 */
+		return;
+	}
 	const uint8_t *body;
 	size_t blen;
 	sip_msg_body(req, &body, &blen);
@@ -896,7 +1011,7 @@ static void message_from_sip(struct xlate *x, struct sip_stxn *st, struct sip_ms
 		}
 		return;
 	}
-	if (!cs_extra.len) {
+	if (!cs_extra.len && x->convs.n) {
 		/* content ends composing (RFC 3994 §3): the message says <active/> itself */
 		struct conv *c = conv_get(x, to, from, false);
 		if (c && c->rx.active) {
@@ -1006,6 +1121,12 @@ static bool subscribe_allowed(struct xlate *x, struct sip_stxn *st, struct sip_m
 	}
 	if (!is_partner(x, td, tn)) {
 		reply(st, 403, "Not a federation partner");
+		return false;
+	}
+	if (!user_allowed(x, from)) {
+		log_info(0, "xlate_refused", "kind=SUBSCRIBE from=%s to=%s why=no_xmpp_access", from,
+			 to);
+		reply(st, 403, "No XMPP federation for this user"); /* J4 */
 		return false;
 	}
 	return true;
@@ -1142,6 +1263,12 @@ void xlate_free(struct xlate *x)
 	store_close(x->store);
 	uv_close((uv_handle_t *)&x->sweep, on_sweep_closed); /* frees x */
 }
+
+void xlate_set_access(struct xlate *x, const struct gw_policy_conf *pc) { x->access = pc; }
+
+struct store *xlate_store(const struct xlate *x) { return x->store; }
+
+struct presence *xlate_presence(const struct xlate *x) { return x->pres; }
 
 void xlate_set_policy(struct xlate *x, const Parley__Link__PolicySnapshot *snap)
 {

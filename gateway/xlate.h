@@ -46,7 +46,13 @@ struct xlate_conf {
 	 offsetof(T, m.presence.uas_max_expires_s), true, false, NULL,                             \
 	 "longest subscription (seconds) granted to a SIP watcher"},                               \
 	{"presence", "retry", CONF_UINT, 1, 3600, "60", offsetof(T, m.presence.retry_s), true,     \
-	 false, NULL, "seconds before a failed SUBSCRIBE toward the pool is tried again (doubling)"}
+	 false, NULL, "seconds before a failed SUBSCRIBE toward the pool is tried again (doubling)"}, \
+	{"presence", "publish", CONF_BOOL, 0, 0, "false", offsetof(T, m.presence.publish), true,   \
+	 false, NULL, "also PUBLISH partner users' presence to the pool (for a presence server "  \
+	 "that serves watchers itself, RFC 3903)"},                                                \
+	{"presence", "publish_expires", CONF_UINT, 60, 86400, "3600",                              \
+	 offsetof(T, m.presence.publish_expires_s), true, false, NULL,                             \
+	 "lifetime (seconds) asked for each publication; refreshed before it runs out"}
 
 extern const char *const xlate_message_types[];
 
@@ -62,6 +68,14 @@ void xlate_free(struct xlate *x);
 /* The policy the gateway enforces (served domains, partners); not copied: keep it alive
  * until the next call. */
 void xlate_set_policy(struct xlate *x, const Parley__Link__PolicySnapshot *snap);
+/* Per-user XMPP access (MAPPING J4) from the gateway's policy config; not copied: keep it
+ * alive until the next call. NULL (the default) lets every user federate. */
+struct gw_policy_conf;
+void xlate_set_access(struct xlate *x, const struct gw_policy_conf *pc);
+/* The store and presence the translator opened (for parleyctl: managed partners,
+ * subscriptions); valid until xlate_free. */
+struct store *xlate_store(const struct xlate *x);
+struct presence *xlate_presence(const struct xlate *x);
 
 /* A reliable frame from an edge (edgelink's on_frame). */
 void xlate_link_frame(struct xlate *x, struct link_peer *peer, uint64_t seq,

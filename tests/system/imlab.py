@@ -36,7 +36,7 @@ def lab_certs(tmp_path_factory):
 
 class Lab:
     def __init__(self, tmp_path, running, daemons, certs, partners=None, gw_extra="",
-                 alice_xml=False, federation=None, partner_users=()):
+                 alice_xml=False, federation=None, partner_users=(), kamailio=None):
         self.tmp, self.running = tmp_path, running
         port, link = free_port(EDGE_IP), free_port()
         self.dns = Dnsmasq(tmp_path / "dns",
@@ -60,7 +60,7 @@ class Lab:
         daemons.append(self.gw)
         self.px.wait_log(r"event=policy_applied")
         self.kam = Kamailio(tmp_path, ip=KAM_IP, port=5060, partners=["partner.test", "void.test", "slow.test"],
-                            gateway="sip:%s:5060" % GW_SIP, certs=certs)
+                            gateway="sip:%s:5060" % GW_SIP, certs=certs, **(kamailio or {}))
         self.kam.check()
         running.append(self.kam.start())
         self.bob = UA("bob", "corp.test", BOB_IP, proxy=(KAM_IP, 5060))
@@ -80,10 +80,10 @@ class Lab:
     def bob_bodies(self):
         return [m.text for m in self.bob.received if m.method == "MESSAGE"]
 
-    def xmpp_user(self, user, **kw):
+    def xmpp_user(self, user, password=None, **kw):
         """Another partner.test user (named in partner_users), logged in."""
-        c = XmppClient("%s@partner.test" % user, "pw-" + user, PARTNER_IP, workdir=self.tmp,
-                       name=user, **kw)
+        c = XmppClient("%s@partner.test" % user, password or "pw-" + user, PARTNER_IP,
+                       workdir=self.tmp, name=user, **kw)
         self.running.append(c.start())
         return c
 

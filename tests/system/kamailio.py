@@ -62,6 +62,7 @@ modparam("presence", "subs_db_mode", 0)
 modparam("presence", "db_update_period", 0)
 modparam("presence_xml", "db_url", "sqlite://{db}")
 modparam("presence_xml", "force_active", 1)
+modparam("presence", "max_expires", {presence_max_expires})
 
 request_route {{
 	if (!mf_process_maxfwd_header("10")) {{
@@ -92,6 +93,10 @@ request_route {{
 		exit;
 	}}
 	t_check_trans();
+	if (is_method("PUBLISH") && $rd =~ "{partner_re}") {{
+		# the gateway publishing a partner user's presence (RFC 3903, MAPPING D9)
+		route(PRESENCE);
+	}}
 	if ($rd =~ "{partner_re}") {{
 		# a partner domain: the XMPP gateway serves it
 		if (is_method("SUBSCRIBE")) record_route();
@@ -102,6 +107,12 @@ request_route {{
 	}}
 	if (is_method("REGISTER")) {{
 		if (!save("location")) sl_reply_error();
+		exit;
+	}}
+	if (is_method("SUBSCRIBE") && $rU =~ "^refuse[0-9][0-9][0-9]$") {{
+		# test users whose subscriptions the pool answers with a fixed failure
+		$var(code) = $(rU{{s.substr,6,3}}{{s.int}});
+		sl_send_reply("$var(code)", "Refused by test");
 		exit;
 	}}
 	if (is_method("PUBLISH|SUBSCRIBE")) {{
@@ -149,7 +160,8 @@ class Kamailio:
 
     def __init__(self, workdir, ip="127.0.0.65", port=5060, tls_port=5061, domain="corp.test",
                  partners=("partner.test",), gateway="sip:127.0.0.60:5060", certs=None,
-                 cert_name="pool.corp.test", debug=2, fr_timer=8000, client_verify=True):
+                 cert_name="pool.corp.test", debug=2, fr_timer=8000, client_verify=True,
+                 presence_max_expires=3600):
         self.workdir = str(workdir)
         self.ip = ip
         self.port = port
@@ -171,7 +183,8 @@ class Kamailio:
                                   domain=domain, modules=MODULES, loadmodules=loadmodules,
                                   rundir=self.rundir, tls_cfg=self.tls_cfg, db=self.db,
                                   partner_re=partner_re.replace("\\", "\\\\"),
-                                  gateway=gateway, fr_timer=fr_timer))
+                                  gateway=gateway, fr_timer=fr_timer,
+                                  presence_max_expires=presence_max_expires))
         with open(self.tls_cfg, "w") as f:
             f.write(TLS_CFG.format(key=os.path.join(certs, cert_name + ".key"),
                                    cert=os.path.join(certs, cert_name + ".pem"),

@@ -1,7 +1,10 @@
 """Presence and subscriptions both ways (issue 7, MAPPING.md D and E), end to end: Prosody
 (alice@partner.test) <-> parley-proxy <-> parley-gateway <-> Kamailio's presence server
 (bob@corp.test publishes and watches through it)."""
+import os
 import re
+import shutil
+import sqlite3
 import time
 
 import pytest
@@ -235,3 +238,96 @@ def test_subscribe_errors(tmp_path, running, daemons, certs):
     r = ua.request("NOTIFY", "sip:%s:5060" % GW_SIP,
                    headers=[("Event", "presence"), ("Subscription-State", "active")])
     assert r.status == 481, r.start
+
+
+def test_refresh_at_the_granted_expiry(tmp_path, running, daemons, certs):
+    """D3: the gateway owns the refresh: with the pool granting 6 s it re-SUBSCRIBEs in the
+    dialog before that runs out, and updates keep flowing."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED,
+              kamailio={"presence_max_expires": 6})
+    subscribe_alice_to_bob(lab)
+    lab.gw.wait_log(r"event=presence_refreshed jid=alice@partner.test sip=sip:bob@corp.test "
+                    r"expires=6", timeout=15)
+    time.sleep(7)  # past the first grant: the dialog lives on through the refreshes
+    n = len(lab.alice.events("presence"))
+    assert lab.bob.publish(body=bob_pidf(activity="away", note="still subscribed")).status == 200
+    wait_presence(lab.alice, lambda e: e.get("status") == "still subscribed",
+                  "an update after the first grant ran out", since=n)
+
+
+def test_subscribe_failures(tmp_path, running, daemons, certs):
+    """D4: 403/489/603 cancel the authorisation (unsubscribed); a transient failure (480 on
+    the first SUBSCRIBE) is retried."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED,
+              gw_extra="[presence]\nretry = 1\n")
+    for code in (403, 489, 603):
+        lab.alice.subscribe("refuse%d@corp.test" % code)
+        e = lab.alice.wait_event(
+            lambda e: e.get("ev") == "presence" and e.get("type") == "unsubscribed" and
+            e["from"].startswith("refuse%d@" % code), 20, "unsubscribed after %d" % code)
+        assert e
+    lab.alice.subscribe("refuse480@corp.test")
+    lab.gw.wait_log(r"event=presence_subscribe_failed jid=alice@partner.test "
+                    r"sip=sip:refuse480@corp.test status=480")
+    end = time.monotonic() + 15
+    while time.monotonic() < end and lab.gw.text().count("sip=sip:refuse480@corp.test status=480") < 2:
+        time.sleep(0.2)
+    assert lab.gw.text().count("sip=sip:refuse480@corp.test status=480") >= 2
+    assert not any(e.get("type") == "unsubscribed" and e["from"].startswith("refuse480@")
+                   for e in lab.alice.events("presence"))
+
+
+def test_probe_fetches_current_state(tmp_path, running, daemons, certs):
+    """E7: when alice logs in again her server probes bob; the gateway fetches bob's state
+    (SUBSCRIBE Expires: 0 in a new dialog) and answers with it."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED)
+    subscribe_alice_to_bob(lab)
+    assert lab.bob.publish(body=bob_pidf(activity="busy", note="fetched")).status == 200
+    wait_presence(lab.alice, lambda e: e.get("status") == "fetched", "bob busy at alice")
+    lab.alice.stop()
+    again = lab.xmpp_user("alice", password="pw-a")
+    e = wait_presence(again, lambda e: e.get("status") == "fetched", "bob's state after login")
+    assert e.get("show") == "dnd"
+    lab.gw.wait_log(r"event=presence_fetch jid=alice@partner.test sip=sip:bob@corp.test")
+
+
+def presentity(lab, user):
+    """Kamailio's stored publications of user@partner.test: [(etag, body)], read from a copy
+    of its database (Kamailio's SQLite has no busy timeout: a reader's lock fails its write)."""
+    copy = os.path.join(str(lab.tmp), "presentity-copy.sqlite")
+    shutil.copyfile(lab.kam.db, copy)
+    con = sqlite3.connect(copy)
+    try:
+        return con.execute("SELECT etag, body FROM presentity WHERE username = ? AND "
+                           "domain = 'partner.test'", (user,)).fetchall()
+    finally:
+        con.close()
+
+
+def test_publish_to_the_pool(tmp_path, running, daemons, certs):
+    """D9: with [presence] publish on, partner users' presence is PUBLISHed to the pool's
+    presence server (SIP-ETag kept, SIP-If-Match on changes) and a lost publication
+    (412) starts again."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED,
+              gw_extra="[presence]\npublish = true\nretry = 1\n")
+    subscribe_bob_to_alice(lab)
+    wait_for(lambda: any(b"lunch" in (row[1] or b"") if isinstance(row[1], bytes)
+                         else "lunch" in (row[1] or "") for row in presentity(lab, "alice")),
+             20, "alice's publication at the pool")
+    first = presentity(lab, "alice")[0][0]
+    lab.alice.set_presence(show="dnd", status="publishing")
+    wait_for(lambda: any("publishing" in str(row[1]) for row in presentity(lab, "alice")), 20,
+             "the modified publication")
+    assert len(presentity(lab, "alice")) == 1  # the same publication, modified
+    assert presentity(lab, "alice")[0][0] != first  # a new entity tag each time
+    # the pool forgets it: a restart with the row gone answers SIP-If-Match with 412
+    lab.kam.stop()
+    con = sqlite3.connect(lab.kam.db)
+    con.execute("DELETE FROM presentity")
+    con.commit()
+    con.close()
+    lab.kam.start()
+    lab.alice.set_presence(show="away", status="after 412")
+    lab.gw.wait_log(r"event=presence_publish_expired jid=alice@partner.test")
+    wait_for(lambda: any("after 412" in str(row[1]) for row in presentity(lab, "alice")), 20,
+             "a new publication after the 412")
