@@ -1025,8 +1025,10 @@ int conf_load(const struct conf_option *table, size_t n, void *out, const char *
 	return conf_load_ex(table, n, NULL, 0, out, path, err, errlen);
 }
 
-int conf_load_ex(const struct conf_option *table, size_t n, const struct conf_multi *multi,
-		 size_t nmulti, void *out, const char *path, char *err, size_t errlen)
+/* text NULL: read the file at path; else read text, and path only names it in errors. */
+static int conf__load(const struct conf_option *table, size_t n, const struct conf_multi *multi,
+		      size_t nmulti, void *out, const char *path, const char *text, char *err,
+		      size_t errlen)
 {
 	struct conf__ctx *c = conf__xalloc(calloc(1, sizeof *c));
 	int ret = PE_CONFIG;
@@ -1054,7 +1056,7 @@ int conf_load_ex(const struct conf_option *table, size_t n, const struct conf_mu
 	    conf__check_multi_defaults(c) < 0)
 		goto out;
 
-	c->f = fopen(path, "r");
+	c->f = text ? fmemopen((void *)text, strlen(text), "r") : fopen(path, "r");
 	if (!c->f) {
 		conf__fail(c, 0, "cannot open: %s", strerror(errno));
 		goto out;
@@ -1087,6 +1089,19 @@ out:
 	free(c->set_line);
 	free(c);
 	return ret;
+}
+
+int conf_load_ex(const struct conf_option *table, size_t n, const struct conf_multi *multi,
+		 size_t nmulti, void *out, const char *path, char *err, size_t errlen)
+{
+	return conf__load(table, n, multi, nmulti, out, path, NULL, err, errlen);
+}
+
+int conf_load_ex_text(const struct conf_option *table, size_t n, const struct conf_multi *multi,
+		      size_t nmulti, void *out, const char *name, const char *text, char *err,
+		      size_t errlen)
+{
+	return conf__load(table, n, multi, nmulti, out, name, text, err, errlen);
 }
 
 void conf_free(const struct conf_option *table, size_t n, void *cfg)

@@ -108,6 +108,12 @@ int conf_load(const struct conf_option *table, size_t n, void *out, const char *
 int conf_load_ex(const struct conf_option *table, size_t n, const struct conf_multi *multi,
 		 size_t nmulti, void *out, const char *path, char *err, size_t errlen);
 
+/* conf_load_ex over text (NUL-terminated, non-empty) instead of a file; name stands for the
+ * file in errors ("NAME:LINE: ...") and relative paths resolve against its directory. */
+int conf_load_ex_text(const struct conf_option *table, size_t n, const struct conf_multi *multi,
+		      size_t nmulti, void *out, const char *name, const char *text, char *err,
+		      size_t errlen);
+
 /* Frees the strings and lists that conf_load stored in cfg and zeroes those fields.
  * Safe on a zeroed struct and safe to call twice. */
 void conf_free(const struct conf_option *table, size_t n, void *cfg);

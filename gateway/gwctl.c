@@ -4,8 +4,11 @@
 #include "gwctl.h"
 
 #include "err.h"
+#include "jid.h"
 #include "link.h"
 #include "log.h"
+#include "presence.h"
+#include "store.h"
 #include "sip_transport.h"
 #include "sip_txn.h"
 
@@ -38,6 +41,14 @@ struct gwctl {
 	uint64_t *txn_retransmits, *txn_resp_retransmits, *txn_timeouts, *txn_transport_errors;
 	uint64_t *txn_loops, *txn_bad, *txn_stray, *txn_absorbed;
 	uint64_t *tp_udp_in, *tp_udp_out, *tp_stream_in, *tp_bad, *tp_keepalive_closed;
+	/* SIP transactions by side (client, server), method and final status class, and the
+	 * client durations by method: registered when first non-zero, so a scrape lists only
+	 * what happened (13 methods x 5 classes x 2 sides would be 130 zero lines). */
+	uint64_t *txn_final[2][SIP_TXN_M__N][SIP_TXN_CLASSES];
+	struct metrics_hist *txn_duration[SIP_TXN_M__N];
+	struct gwctl__mp *mp; /* partners managed with parleyctl, as stored */
+	size_t nmp;
+	struct gw_policy_conf managed; /* the same, parsed (only .partners) */
 };
 
 static void *gwctl__xalloc(void *p)
@@ -125,6 +136,57 @@ static void gwctl__edge_metrics(void *arg, const struct edgelink_edge_info *ei)
 	*gc->edge_peer_depth[i] = (int64_t)ei->peer_outbox_depth;
 }
 
+static void gwctl__txn_metrics(struct gwctl *gc, const struct sip_txn_stats *t)
+{
+	static const char *const side[2] = {"client", "server"};
+	static const uint64_t bounds_us[SIP_TXN_DURATION_N] = SIP_TXN_DURATION_BOUNDS_US;
+	struct metrics *m = gc->x.ops->m;
+	char lab[128];
+	for (int s = 0; s < 2; s++)
+		for (int mi = 0; mi < SIP_TXN_M__N; mi++)
+			for (int c = 0; c < SIP_TXN_CLASSES; c++) {
+				uint64_t v = s ? t->server_final[mi][c] : t->client_final[mi][c];
+				uint64_t **slot = &gc->txn_final[s][mi][c];
+				if (!*slot && !v)
+					continue;
+				if (!*slot) {
+					snprintf(lab, sizeof lab,
+						 "side=\"%s\",method=\"%s\",status=\"%dxx\"", side[s],
+						 sip_txn_method_name(mi), c + 2);
+					*slot = metrics_counter(
+					    m, "parley_sip_transactions_total",
+					    "SIP transactions ended, by side (client: requests we sent, "
+					    "by the final response received or synthesised, 408 on "
+					    "timeout and 503 on transport failure; server: requests we "
+					    "received, by the final response we sent), method and status "
+					    "class",
+					    lab);
+				}
+				if (*slot)
+					**slot = v;
+			}
+	for (int mi = 0; mi < SIP_TXN_M__N; mi++) {
+		uint64_t n = 0;
+		for (int b = 0; b <= SIP_TXN_DURATION_N; b++)
+			n += t->client_duration[mi][b];
+		if (!gc->txn_duration[mi] && !n)
+			continue;
+		if (!gc->txn_duration[mi]) {
+			double bounds[SIP_TXN_DURATION_N];
+			for (int b = 0; b < SIP_TXN_DURATION_N; b++)
+				bounds[b] = (double)bounds_us[b] / 1e6;
+			snprintf(lab, sizeof lab, "method=\"%s\"", sip_txn_method_name(mi));
+			gc->txn_duration[mi] = metrics_histogram(
+			    m, "parley_sip_client_transaction_duration_seconds",
+			    "SIP client transactions, from the first send to the final response "
+			    "(received or synthesised), by method",
+			    lab, bounds, SIP_TXN_DURATION_N);
+		}
+		metrics_hist_set(gc->txn_duration[mi], t->client_duration[mi],
+				 SIP_TXN_DURATION_N + 1, (double)t->client_duration_sum_us[mi] / 1e6);
+	}
+}
+
 static void gwctl__collect(void *arg)
 {
 	struct gwctl *gc = arg;
@@ -173,6 +235,7 @@ static void gwctl__collect(void *arg)
 			*gc->txn_bad = s.txn->bad_requests;
 			*gc->txn_stray = s.txn->stray_responses;
 			*gc->txn_absorbed = s.txn->absorbed;
+			gwctl__txn_metrics(gc, s.txn);
 		}
 		if (s.tp) {
 			*gc->tp_flows = (int64_t)s.tp->flows_open;
@@ -400,6 +463,429 @@ static int gwctl__drain(void *arg, const struct ctl_req *req, struct json *j, ch
 	return 0;
 }
 
+/* ---- federation partners, users, subscriptions ---- */
+
+/* A partner managed with parleyctl, as stored: its domain (gw_policy_domain's form) and the
+ * body of its [partner] section. */
+struct gwctl__mp {
+	char *domain;
+	char *settings;
+	int64_t updated_at;
+};
+
+static char *gwctl__xstrdup(const char *s)
+{
+	return gwctl__xalloc(strdup(s));
+}
+
+static void gwctl__mp_free(struct gwctl__mp *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].domain);
+		free(v[i].settings);
+	}
+	free(v);
+}
+
+/* Parses every entry of v into a managed set. Returns 0, or PE_CONFIG with the first
+ * entry's error in err (out freed). */
+static int gwctl__mp_parse(const struct gwctl__mp *v, size_t n, struct gw_policy_conf *out,
+			   char *err, size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	for (size_t i = 0; i < n; i++)
+		if (gw_policy_managed_add(out, v[i].domain, v[i].settings, err, errlen) != 0) {
+			gw_policy_managed_free(out);
+			return PE_CONFIG;
+		}
+	return 0;
+}
+
+/* Replaces the managed set by v[0..n) if the merged policy passes: parsed, checked and
+ * pushed by apply_policy. Takes v either way. */
+static int gwctl__mp_install(struct gwctl *gc, struct gwctl__mp *v, size_t n, char *err,
+			     size_t errlen)
+{
+	struct gw_policy_conf next;
+	if (gwctl__mp_parse(v, n, &next, err, errlen) != 0 ||
+	    gc->x.apply_policy(gc->x.arg, &next, err, errlen) != 0) {
+		gw_policy_managed_free(&next);
+		gwctl__mp_free(v, n);
+		return PE_CONFIG;
+	}
+	gw_policy_managed_free(&gc->managed);
+	gc->managed = next;
+	gwctl__mp_free(gc->mp, gc->nmp);
+	gc->mp = v;
+	gc->nmp = n;
+	return 0;
+}
+
+/* A copy of the managed entries with room for one more. */
+static struct gwctl__mp *gwctl__mp_copy(const struct gwctl *gc)
+{
+	struct gwctl__mp *v = gwctl__xalloc(calloc(gc->nmp + 1, sizeof *v));
+	for (size_t i = 0; i < gc->nmp; i++) {
+		v[i].domain = gwctl__xstrdup(gc->mp[i].domain);
+		v[i].settings = gwctl__xstrdup(gc->mp[i].settings);
+		v[i].updated_at = gc->mp[i].updated_at;
+	}
+	return v;
+}
+
+static long gwctl__mp_find(const struct gwctl *gc, const char *domain)
+{
+	for (size_t i = 0; i < gc->nmp; i++)
+		if (strcmp(gc->mp[i].domain, domain) == 0)
+			return (long)i;
+	return -1;
+}
+
+struct gwctl__load {
+	struct gwctl *gc;
+	struct gwctl__mp *v;
+	size_t n, cap;
+};
+
+static void gwctl__on_stored(void *arg, const char *domain, const char *settings,
+			     int64_t updated_at)
+{
+	struct gwctl__load *l = arg;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 8;
+		l->v = gwctl__xalloc(realloc(l->v, l->cap * sizeof *l->v));
+	}
+	l->v[l->n++] =
+	    (struct gwctl__mp){gwctl__xstrdup(domain), gwctl__xstrdup(settings), updated_at};
+}
+
+void gwctl_load_partners(struct gwctl *gc)
+{
+	struct store *st = *gc->x.xlate ? xlate_store(*gc->x.xlate) : NULL;
+	struct gwctl__load l = {.gc = gc};
+	char err[1024];
+	if (!st)
+		return;
+	if (store_partner_load(st, gwctl__on_stored, &l) != 0) {
+		log_error(0, "partners_load_failed", "why=\"the store could not be read\"");
+		gwctl__mp_free(l.v, l.n);
+		return;
+	}
+	/* One at a time, so one entry that no longer fits the config (a partner the file now
+	 * lists too) leaves the others in force. */
+	size_t kept = 0;
+	for (size_t i = 0; i < l.n; i++) {
+		struct gwctl__mp *v = gwctl__mp_copy(gc);
+		v[gc->nmp] = l.v[i];
+		l.v[i] = (struct gwctl__mp){0};
+		char dom[4 * GW_DOMAIN_MAX + 8];
+		log_escape(dom, sizeof dom, v[gc->nmp].domain, strlen(v[gc->nmp].domain));
+		if (gwctl__mp_install(gc, v, gc->nmp + 1, err, sizeof err) != 0)
+			log_error(0, "partner_stored_refused", "domain=\"%s\" err=\"%s\"", dom,
+				  err);
+		else
+			kept++;
+	}
+	gwctl__mp_free(l.v, l.n);
+	log_info(0, "partners_loaded", "stored=%zu in_force=%zu", l.n, kept);
+}
+
+const struct gw_policy_conf *gwctl_managed(const struct gwctl *gc)
+{
+	return &gc->managed;
+}
+
+static void gwctl__json_partner(struct json *j, const char *name, const struct gw_partner_conf *p,
+				const char *source, const struct gwctl__mp *mp)
+{
+	char dom[GW_DOMAIN_BUF], proxy[300];
+	if (gw_policy_domain(name, dom, sizeof dom, NULL, 0) != 0)
+		snprintf(dom, sizeof dom, "%s", name);
+	json_obj_begin(j);
+	json_kv_str(j, "domain", dom);
+	json_kv_str(j, "source", source);
+	json_kv_str(j, "type", gw_partner_type_names[p->type]);
+	json_kv_str(j, "tls", gw_neg_names[p->tls]);
+	json_kv_str(j, "sasl", gw_neg_names[p->sasl]);
+	json_kv_bool(j, "dialback", p->dialback);
+	json_kv_bool(j, "keepalive", p->keepalive);
+	json_kv_uint(j, "connection_limit", p->connection_limit);
+	if (p->proxy.host)
+		snprintf(proxy, sizeof proxy, strchr(p->proxy.host, ':') ? "[%s]:%u" : "%s:%u",
+			 p->proxy.host, p->proxy.port);
+	json_kv_str(j, "proxy", p->proxy.host ? proxy : "");
+	json_key(j, "additional_domains");
+	json_arr_begin(j);
+	for (size_t i = 0; i < p->additional_domains.n; i++)
+		json_str(j, p->additional_domains.v[i]);
+	json_arr_end(j);
+	json_kv_str(j, "description", p->description ? p->description : "");
+	if (mp) {
+		json_kv_str(j, "settings", mp->settings);
+		json_kv_int(j, "updated_at", mp->updated_at);
+	}
+	json_obj_end(j);
+}
+
+/* Writes "key = value" lines for args k=v... into a malloc'd string appended to base (lines
+ * of the keys given are first removed from base: a set replaces; an empty value only
+ * removes, back to the default). Returns NULL with err for an arg without '='. */
+static char *gwctl__settings(const char *base, const struct ctl_req *req, size_t first, char *err,
+			     size_t errlen)
+{
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *f = open_memstream(&out, &outlen);
+	if (!f)
+		abort();
+	for (const char *line = base; line && *line;) {
+		const char *nl = strchr(line, '\n');
+		size_t len = nl ? (size_t)(nl - line) : strlen(line);
+		const char *eq = memchr(line, '=', len);
+		size_t kl = eq ? (size_t)(eq - line) : len;
+		while (kl && (line[kl - 1] == ' ' || line[kl - 1] == '\t'))
+			kl--;
+		bool replaced = false;
+		for (size_t a = first; a < req->argc && !replaced; a++) {
+			const char *ae = strchr(req->argv[a], '=');
+			replaced = ae && (size_t)(ae - req->argv[a]) == kl &&
+				   strncmp(req->argv[a], line, kl) == 0;
+		}
+		if (!replaced && len)
+			fprintf(f, "%.*s\n", (int)len, line);
+		line += len + (nl ? 1 : 0);
+	}
+	for (size_t a = first; a < req->argc; a++) {
+		const char *eq = strchr(req->argv[a], '=');
+		if (!eq || eq == req->argv[a]) {
+			snprintf(err, errlen,
+				 "'%s': expected key=value (keys as in a [partner] section: "
+				 "type, tls, sasl, dialback, keepalive, connection_limit, proxy, "
+				 "additional_domain, description)",
+				 req->argv[a]);
+			fclose(f);
+			free(out);
+			return NULL;
+		}
+		if (eq[1])
+			fprintf(f, "%.*s = %s\n", (int)(eq - req->argv[a]), req->argv[a], eq + 1);
+	}
+	fclose(f);
+	return out;
+}
+
+/* Persists the managed entry for domain (or its removal) and flushes. */
+static void gwctl__persist(struct gwctl *gc, const char *domain, const struct gwctl__mp *e)
+{
+	struct store *st = xlate_store(*gc->x.xlate);
+	int r = e ? store_partner_put(st, domain, e->settings, e->updated_at)
+		  : store_partner_del(st, domain);
+	if (r == 0)
+		r = store_flush(st);
+	if (r != 0)
+		log_error(0, "partner_store_failed", "domain=%s err=\"%s\" (queued, retried)",
+			  domain, pe_strerror(r));
+}
+
+static int gwctl__partners(void *arg, const struct ctl_req *req, struct json *j, char *err,
+			   size_t errlen)
+{
+	struct gwctl *gc = arg;
+	const struct gw_policy_conf *pc = gc->x.policy;
+	const char *sub = req->argc ? req->argv[0] : "list";
+	char dom[GW_DOMAIN_BUF], why[160];
+
+	if (strcmp(sub, "list") == 0) {
+		json_obj_begin(j);
+		json_kv_uint(j, "generation", *gc->x.snap ? (*gc->x.snap)->generation : 0);
+		json_key(j, "partners");
+		json_arr_begin(j);
+		for (size_t i = 0; i < pc->partners.n; i++)
+			gwctl__json_partner(j, pc->partners.names[i],
+					    (const struct gw_partner_conf *)pc->partners.items + i,
+					    "config", NULL);
+		for (size_t i = 0; i < gc->managed.partners.n; i++)
+			gwctl__json_partner(
+			    j, gc->managed.partners.names[i],
+			    (const struct gw_partner_conf *)gc->managed.partners.items + i,
+			    "parleyctl", NULL);
+		json_arr_end(j);
+		json_obj_end(j);
+		return 0;
+	}
+	bool add = strcmp(sub, "add") == 0, set = strcmp(sub, "set") == 0;
+	bool rm = strcmp(sub, "remove") == 0, show = strcmp(sub, "show") == 0;
+	if (!add && !set && !rm && !show) {
+		snprintf(err, errlen,
+			 "usage: partners [list | show DOMAIN | add DOMAIN [key=value...] "
+			 "| set DOMAIN key=value... | remove DOMAIN]");
+		return PE_INVAL;
+	}
+	if (req->argc < 2 || ((show || rm) && req->argc != 2) || (set && req->argc < 3)) {
+		snprintf(err, errlen, "usage: partners %s DOMAIN%s", sub,
+			 add   ? " [key=value...]"
+			 : set ? " key=value..."
+			       : "");
+		return PE_INVAL;
+	}
+	if (gw_policy_domain(req->argv[1], dom, sizeof dom, why, sizeof why) != 0) {
+		snprintf(err, errlen, "'%s' is not a valid domain: %s", req->argv[1], why);
+		return PE_INVAL;
+	}
+	long ci = gw_policy_find_partner(pc, dom);
+	long mi = gwctl__mp_find(gc, dom);
+	if (show) {
+		if (ci < 0 && mi < 0) {
+			snprintf(err, errlen, "no partner %s", dom);
+			return PE_NOTFOUND;
+		}
+		if (ci >= 0)
+			gwctl__json_partner(j, pc->partners.names[ci],
+					    (const struct gw_partner_conf *)pc->partners.items + ci,
+					    "config", NULL);
+		else
+			gwctl__json_partner(
+			    j, gc->managed.partners.names[mi],
+			    (const struct gw_partner_conf *)gc->managed.partners.items + mi,
+			    "parleyctl", &gc->mp[mi]);
+		return 0;
+	}
+	/* add, set, remove */
+	if (ci >= 0) {
+		snprintf(err, errlen,
+			 "partner %s is in the config file %s, which parleyctl does not change "
+			 "(read-only here): edit the file and reload",
+			 dom, gc->x.config_path);
+		return PE_STATE;
+	}
+	if (!*gc->x.xlate || !xlate_store(*gc->x.xlate) || *gc->x.stopping) {
+		snprintf(err, errlen,
+			 "no state store (no [sip] section, or draining): partners "
+			 "cannot be changed with parleyctl");
+		return PE_STATE;
+	}
+	if (add && mi >= 0) {
+		snprintf(err, errlen,
+			 "partner %s was already added with parleyctl: use partners set", dom);
+		return PE_STATE;
+	}
+	if ((set || rm) && mi < 0) {
+		snprintf(err, errlen, "no partner %s added with parleyctl", dom);
+		return PE_NOTFOUND;
+	}
+	struct gwctl__mp *v = gwctl__mp_copy(gc);
+	size_t n = gc->nmp;
+	if (rm) {
+		free(v[mi].domain);
+		free(v[mi].settings);
+		memmove(&v[mi], &v[mi + 1], (n - (size_t)mi - 1) * sizeof *v);
+		n--;
+	} else {
+		char *settings = gwctl__settings(set ? v[mi].settings : NULL, req, 2, err, errlen);
+		if (!settings) {
+			gwctl__mp_free(v, n);
+			return PE_INVAL;
+		}
+		size_t k = set ? (size_t)mi : n++;
+		if (set)
+			free(v[k].settings);
+		else
+			v[k].domain = gwctl__xstrdup(dom);
+		v[k].settings = settings;
+		v[k].updated_at = (int64_t)time(NULL);
+	}
+	if (gwctl__mp_install(gc, v, n, err, errlen) != 0) {
+		log_info(0, "ctl_partner_refused", "op=%s domain=%s err=\"%s\"", sub, dom, err);
+		return PE_CONFIG;
+	}
+	mi = gwctl__mp_find(gc, dom);
+	gwctl__persist(gc, dom, mi >= 0 ? &gc->mp[mi] : NULL);
+	uint64_t gen = *gc->x.snap ? (*gc->x.snap)->generation : 0;
+	log_info(0, "ctl_partner", "op=%s domain=%s policy_generation=%llu", sub, dom,
+		 (unsigned long long)gen);
+	json_obj_begin(j);
+	json_kv_str(j, rm ? "removed" : add ? "added" : "updated", dom);
+	json_kv_uint(j, "generation", gen);
+	json_obj_end(j);
+	return 0;
+}
+
+static int gwctl__users(void *arg, const struct ctl_req *req, struct json *j, char *err,
+			size_t errlen)
+{
+	struct gwctl *gc = arg;
+	const struct gw_policy_conf *pc = gc->x.policy;
+	if (req->argc > 1) {
+		snprintf(err, errlen, "usage: users [JID]");
+		return PE_INVAL;
+	}
+	if (req->argc == 1) {
+		char b[JID_BUF];
+		struct jid jj;
+		const char *jid = req->argv[0];
+		if (jid_normalize(jid, strlen(jid), b, sizeof b, &jj) < 0 || !jj.local.n) {
+			snprintf(err, errlen, "'%s' is not a user JID (user@domain)", jid);
+			return PE_INVAL;
+		}
+		b[(size_t)(jj.domain.p + jj.domain.n - b)] = '\0';
+		bool over;
+		int a = gw_policy_user_access(pc, b, &over);
+		json_obj_begin(j);
+		json_kv_str(j, "jid", b);
+		json_kv_str(j, "xmpp", gw_access_names[a]);
+		json_kv_str(j, "source", over ? "user" : "default");
+		json_kv_str(j, "default", gw_access_names[pc->access_default]);
+		json_obj_end(j);
+		return 0;
+	}
+	json_obj_begin(j);
+	json_kv_str(j, "default", gw_access_names[pc->access_default]);
+	json_key(j, "users");
+	json_arr_begin(j);
+	for (size_t i = 0; i < pc->users.n; i++) {
+		json_obj_begin(j);
+		json_kv_str(j, "jid", pc->users.names[i]);
+		json_kv_str(
+		    j, "xmpp",
+		    gw_access_names[((const struct gw_user_conf *)pc->users.items)[i].xmpp]);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+	json_obj_end(j);
+	return 0;
+}
+
+static void gwctl__json_sub(void *arg, const struct presence_sub_info *si)
+{
+	static const char *const states[] = {"?", "pending", "active", "terminated"};
+	struct json *j = arg;
+	int64_t now = (int64_t)time(NULL);
+	json_obj_begin(j);
+	json_kv_str(j, "dir", si->dir == STORE_SUB_XMPP_TO_SIP ? "xmpp->sip" : "sip->xmpp");
+	json_kv_str(j, "jid", si->jid);
+	json_kv_str(j, "sip", si->sip);
+	json_kv_str(j, "state", states[si->state >= 1 && si->state <= 3 ? si->state : 0]);
+	json_kv_int(j, "expires_at", si->expires_at);
+	json_kv_int(j, "expires_in_s", si->expires_at > now ? si->expires_at - now : 0);
+	json_obj_end(j);
+}
+
+static int gwctl__subscriptions(void *arg, const struct ctl_req *req, struct json *j, char *err,
+				size_t errlen)
+{
+	struct gwctl *gc = arg;
+	struct presence *p = *gc->x.xlate ? xlate_presence(*gc->x.xlate) : NULL;
+	(void)req;
+	if (!p) {
+		snprintf(err, errlen, "no presence (no [sip] section, or draining)");
+		return PE_STATE;
+	}
+	json_arr_begin(j);
+	presence_foreach_sub(p, gwctl__json_sub, j);
+	json_arr_end(j);
+	return 0;
+}
+
 struct gwctl *gwctl_new(const struct gwctl_ctx *ctx)
 {
 	struct gwctl *gc = gwctl__xalloc(calloc(1, sizeof *gc));
@@ -411,6 +897,14 @@ struct gwctl *gwctl_new(const struct gwctl_ctx *ctx)
 	ctl_register(c, "reload", "reload the configuration and certificates (as SIGHUP)",
 		     gwctl__reload, gc);
 	ctl_register(c, "drain", "stop gracefully (as SIGTERM)", gwctl__drain, gc);
+	ctl_register(c, "partners",
+		     "federation partners: list | show D | add D [key=value...] | set D "
+		     "key=value... | remove D (config entries are read-only)",
+		     gwctl__partners, gc);
+	ctl_register(c, "users", "per-user XMPP access: [access] default and overrides, or one JID",
+		     gwctl__users, gc);
+	ctl_register(c, "subscriptions", "presence subscriptions both ways", gwctl__subscriptions,
+		     gc);
 	gwctl__metrics_setup(gc);
 	ctx->ops->collect = gwctl__collect;
 	ctx->ops->arg = gc;
@@ -419,5 +913,9 @@ struct gwctl *gwctl_new(const struct gwctl_ctx *ctx)
 
 void gwctl_free(struct gwctl *gc)
 {
+	if (!gc)
+		return;
+	gw_policy_managed_free(&gc->managed);
+	gwctl__mp_free(gc->mp, gc->nmp);
 	free(gc);
 }

@@ -118,13 +118,48 @@ static int load_config(const char *path, struct gateway_config *c, char *err, si
 	if (conf_load_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, c, path, err,
 			 errlen) != 0)
 		return PE_CONFIG;
-	if (gw_policy_check(&c->policy, err, errlen) != 0) {
-		char tmp[1024];
-		snprintf(tmp, sizeof tmp, "%s: %s", path, err);
-		snprintf(err, errlen, "%s", tmp);
+	if (gw_policy_check_file(&c->policy, path, err, errlen) != 0) {
 		conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, c);
 		return PE_CONFIG;
 	}
+	return 0;
+}
+
+/* The snapshot of pc merged with the partners managed with parleyctl (NULL: none), or NULL
+ * with gw_policy_check's message in err. */
+static Parley__Link__PolicySnapshot *build_policy(const struct gw_policy_conf *pc,
+						  const struct gw_policy_conf *managed, char *err,
+						  size_t errlen)
+{
+	struct gw_policy_conf m;
+	Parley__Link__PolicySnapshot *snap = NULL;
+	gw_policy_merge(pc, managed, &m);
+	if (gw_policy_check(&m, err, errlen) == 0)
+		snap = gw_policy_snapshot(&m);
+	gw_policy_merge_release(&m);
+	return snap;
+}
+
+static void install_policy(struct gateway *g, Parley__Link__PolicySnapshot *snap)
+{
+	if (g->xlate)
+		xlate_set_policy(g->xlate, snap);
+	gw_policy_snapshot_free(g->snap);
+	g->snap = snap;
+	send_policy(g, NULL);
+}
+
+/* gwctl's apply_policy: partners added, changed or removed with parleyctl. */
+static int apply_managed(void *arg, const struct gw_policy_conf *managed, char *err,
+			 size_t errlen)
+{
+	struct gateway *g = arg;
+	Parley__Link__PolicySnapshot *snap = build_policy(&g->cfg.policy, managed, err, errlen);
+	if (!snap)
+		return PE_CONFIG;
+	install_policy(g, snap);
+	log_info(0, "policy_pushed", "why=parleyctl policy_generation=%llu partners=%zu",
+		 (unsigned long long)snap->generation, snap->n_partners);
 	return 0;
 }
 
@@ -148,14 +183,23 @@ static int reload(struct gateway *g, char *err, size_t errlen)
 		conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &next);
 		return PE_CONFIG;
 	}
-	Parley__Link__PolicySnapshot *snap = gw_policy_snapshot(&next.policy);
-	if (snap) {
-		if (g->xlate)
-			xlate_set_policy(g->xlate, snap);
-		gw_policy_snapshot_free(g->snap);
-		g->snap = snap;
-		send_policy(g, NULL);
+	/* The partners added with parleyctl must still fit next to the new file's. */
+	char why[1024];
+	Parley__Link__PolicySnapshot *snap =
+	    build_policy(&next.policy, g->gwctl ? gwctl_managed(g->gwctl) : NULL, why, sizeof why);
+	if (!snap) {
+		snprintf(err, errlen, "%s: %s (with the partners added by parleyctl)",
+			 g->config_path, why);
+		log_error(0, "reload_refused", "err=\"%s\"", err);
+		conf_free_ex(gateway_options, N_OPTIONS, gateway_multi, N_MULTI, &next);
+		return PE_CONFIG;
 	}
+	/* The policy config is all reloadable; the translator reads per-user access through
+	 * &g->cfg.policy, so the new one moves in there and the old one is freed with next. */
+	struct gw_policy_conf old = g->cfg.policy;
+	g->cfg.policy = next.policy;
+	next.policy = old;
+	install_policy(g, snap);
 	log_set_level((enum log_level)next.log_level);
 	log_info(0, "reload", "config=%s policy_generation=%llu", g->config_path,
 		 (unsigned long long)g->snap->generation);
@@ -247,6 +291,8 @@ int main(int argc, char **argv)
 	    .stopping = &g.stop.stopping,
 	    .reload = gw_reload,
 	    .drain = on_term,
+	    .policy = &g.cfg.policy,
+	    .apply_policy = apply_managed,
 	    .arg = &g,
 	};
 	g.gwctl = gwctl_new(&gx);
@@ -295,6 +341,8 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		xlate_set_policy(g.xlate, g.snap);
+		xlate_set_access(g.xlate, &g.cfg.policy);
+		gwctl_load_partners(g.gwctl); /* parleyctl's partners, from the store */
 	}
 	ops_listen(&g.ops, &g.cfg.control);
 	struct sig_handlers sh = {.on_term = on_term, .on_hup = on_hup, .arg = &g};

@@ -8,6 +8,7 @@
 #include "policy.h"
 
 #include "err.h"
+#include "jid.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -17,11 +18,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 const char *const gw_partner_type_names[] = {"federated", "public-verified", "public-unverified",
 					     NULL};
 const char *const gw_neg_names[] = {"required", "optional", "not-supported", NULL};
+const char *const gw_access_names[] = {"allow", "deny", NULL};
+
+const struct conf_option gw_user_options[] = {
+    {"", "xmpp", CONF_ENUM, 0, 0, NULL, offsetof(struct gw_user_conf, xmpp), true, true,
+     gw_access_names, "allow or deny this user XMPP federation"},
+};
+_Static_assert(sizeof gw_user_options / sizeof gw_user_options[0] == GW_USER_N_OPTIONS,
+	       "GW_USER_N_OPTIONS must count gw_user_options");
 
 #define PC struct gw_partner_conf
 const struct conf_option gw_partner_options[] = {
@@ -339,6 +349,69 @@ static int gw_policy__check_partner(struct gw_policy__check *k, size_t i)
 	return 0;
 }
 
+/* The bare, normalised form of jid into out (JID_BUF). Returns 0 or PE_INVAL. */
+static int gw_policy__bare(const char *jid, char *out, size_t cap)
+{
+	struct jid j;
+	if (!jid || jid_normalize(jid, strlen(jid), out, cap, &j) < 0)
+		return PE_INVAL;
+	out[(size_t)(j.domain.p + j.domain.n - out)] = '\0';
+	return j.local.n ? 0 : PE_INVAL;
+}
+
+static int gw_policy__user_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* [user "JID"]: a bare JID with a local part, in a served domain, each user once. */
+static int gw_policy__check_users(struct gw_policy__check *k)
+{
+	const struct gw_policy_conf *c = k->c;
+	char esc[4 * 300], *norm[1] = {NULL};
+	char **v = c->users.n ? gw_policy__xalloc(calloc(c->users.n, sizeof *v)) : norm;
+	int ret = PE_CONFIG;
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->users.n; i++) {
+		const char *name = c->users.names[i];
+		char b[JID_BUF], dom[GW_DOMAIN_BUF];
+		struct jid j;
+		log_escape(esc, sizeof esc, name, strlen(name));
+		if (jid_normalize(name, strlen(name), b, sizeof b, &j) < 0 || !j.local.n ||
+		    j.resource.n) {
+			gw_policy__fail(
+			    k, "[user \"%s\"]: the name is not a bare JID (user@domain)", esc);
+			goto out;
+		}
+		b[(size_t)(j.domain.p + j.domain.n - b)] = '\0';
+		bool served = false;
+		for (size_t d = 0; d < c->domains.n && !served; d++)
+			served = gw_policy_domain(c->domains.v[d], dom, sizeof dom, NULL, 0) == 0 &&
+				 strcmp(dom, j.domain.p) == 0;
+		if (!served) {
+			gw_policy__fail(k, "[user \"%s\"]: %s is not a served domain", esc,
+					j.domain.p);
+			goto out;
+		}
+		v[n++] = gw_policy__xstrdup(b);
+	}
+	qsort(v, n, sizeof *v, gw_policy__user_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(v[i - 1], v[i]) == 0) {
+			gw_policy__fail(k, "[user \"%s\"]: %s is given twice",
+					log_escape(esc, sizeof esc, v[i], strlen(v[i])), v[i]);
+			goto out;
+		}
+	ret = 0;
+out:
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	if (v != norm)
+		free(v);
+	return ret;
+}
+
 int gw_policy_check(const struct gw_policy_conf *c, char *err, size_t errlen)
 {
 	struct gw_policy__check k = {.c = c, .err = err, .errlen = errlen};
@@ -369,6 +442,8 @@ int gw_policy_check(const struct gw_policy_conf *c, char *err, size_t errlen)
 		if (gw_policy__check_partner(&k, i) < 0)
 			goto out;
 	if (gw_policy__duplicates(&k) < 0)
+		goto out;
+	if (gw_policy__check_users(&k) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -502,4 +577,257 @@ void gw_policy_snapshot_free(Parley__Link__PolicySnapshot *s)
 	/* Built with malloc throughout, so protobuf-c's own walk (system allocator) frees it. */
 	if (s)
 		parley__link__policy_snapshot__free_unpacked(s, NULL);
+}
+
+/* ---- file:line for gw_policy_check's messages ---- */
+
+/* Reads the section and key a message of gw_policy_check names: "[federation] key: ...",
+ * "[partner \"NAME\"] key: ...", "[user \"NAME\"]: ...". The name is unescaped only for
+ * \" and \\ (what the file itself would need); log_escape's other escapes do not occur in
+ * names conf accepted. Returns false if msg has another shape. */
+static bool gw_policy__msg_where(const char *msg, char *sec, size_t seccap, char *name,
+				 size_t namecap, char *key, size_t keycap)
+{
+	const char *p = msg;
+	size_t n = 0;
+	if (*p++ != '[')
+		return false;
+	while (*p && *p != ']' && *p != ' ' && n + 1 < seccap)
+		sec[n++] = *p++;
+	sec[n] = '\0';
+	name[0] = '\0';
+	if (*p == ' ') {
+		p++;
+		if (*p++ != '"')
+			return false;
+		n = 0;
+		while (*p && *p != '"' && n + 1 < namecap) {
+			if (*p == '\\' && p[1])
+				p++;
+			name[n++] = *p++;
+		}
+		name[n] = '\0';
+		if (*p++ != '"')
+			return false;
+	}
+	if (*p++ != ']')
+		return false;
+	n = 0;
+	if (*p == ' ')
+		for (p++; *p && *p != ':' && *p != ' ' && n + 1 < keycap;)
+			key[n++] = *p++;
+	key[n] = '\0';
+	return true;
+}
+
+static char *gw_policy__trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+		s[--n] = '\0';
+	return s;
+}
+
+/* The line of key in section [sec] or [sec "name"] of the file at path: the key's first
+ * line there, else the section's header, else 0. Parses headers as conf does, loosely: a
+ * file conf accepted. */
+static int gw_policy__find_line(const char *path, const char *sec, const char *name,
+				const char *key)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	char line[CONF_MAX_LINE + 2];
+	int lineno = 0, header = 0, found = 0;
+	bool in = false;
+	while (!found && fgets(line, sizeof line, f)) {
+		lineno++;
+		char *t = gw_policy__trim(line);
+		if (*t == '[') {
+			char hs[64], hn[CONF_MAX_LINE], hk[8];
+			/* reuse the message reader: a header "[partner \"x\"]" has its shape */
+			in = gw_policy__msg_where(t, hs, sizeof hs, hn, sizeof hn, hk, sizeof hk) &&
+			     strcmp(hs, sec) == 0 && strcmp(hn, name) == 0;
+			if (in && !header)
+				header = lineno;
+			continue;
+		}
+		if (!in || !*key)
+			continue;
+		char *eq = strchr(t, '=');
+		if (!eq)
+			continue;
+		*eq = '\0';
+		if (strcmp(gw_policy__trim(t), key) == 0)
+			found = lineno;
+	}
+	fclose(f);
+	return found ? found : header;
+}
+
+int gw_policy_check_file(const struct gw_policy_conf *c, const char *path, char *err, size_t errlen)
+{
+	char msg[1024];
+	if (gw_policy_check(c, msg, sizeof msg) == 0)
+		return 0;
+	char sec[64], name[GW_DOMAIN_BUF + JID_BUF], key[64];
+	int line = 0;
+	if (gw_policy__msg_where(msg, sec, sizeof sec, name, sizeof name, key, sizeof key))
+		line = gw_policy__find_line(path, sec, name, key);
+	if (err && errlen) {
+		if (line > 0)
+			snprintf(err, errlen, "%s:%d: %s", path, line, msg);
+		else
+			snprintf(err, errlen, "%s: %s", path, msg);
+	}
+	return PE_CONFIG;
+}
+
+/* ---- per-user access ---- */
+
+int gw_policy_user_access(const struct gw_policy_conf *c, const char *jid, bool *overridden)
+{
+	char want[JID_BUF], have[JID_BUF];
+	if (overridden)
+		*overridden = false;
+	if (gw_policy__bare(jid, want, sizeof want) < 0)
+		return GW_ACCESS_DENY;
+	/* Operators list a few exceptions, so a scan with a cheap pre-filter (the names
+	 * gw_policy_check accepted are mostly in normal form already) beats an index that
+	 * every reload would rebuild. */
+	for (size_t i = 0; i < c->users.n; i++) {
+		const char *name = c->users.names[i];
+		if (strcasecmp(name, want) != 0 &&
+		    (gw_policy__bare(name, have, sizeof have) < 0 || strcmp(have, want) != 0))
+			continue;
+		if (overridden)
+			*overridden = true;
+		return ((const struct gw_user_conf *)c->users.items)[i].xmpp;
+	}
+	return c->access_default;
+}
+
+bool gw_policy_user_allowed(const struct gw_policy_conf *c, const char *jid)
+{
+	return gw_policy_user_access(c, jid, NULL) == GW_ACCESS_ALLOW;
+}
+
+/* ---- partners managed with parleyctl ---- */
+
+struct gw_policy__holder {
+	struct gw_policy_conf p;
+};
+static const struct conf_multi gw_policy__partner_multi[] = {
+    {"partner", gw_partner_options, GW_PARTNER_N_OPTIONS, sizeof(struct gw_partner_conf),
+     offsetof(struct gw_policy__holder, p.partners), NULL},
+};
+
+/* Appends src's items and names to dst (moving them: src's arrays are freed, not their
+ * contents). */
+static void gw_policy__append(struct conf_array *dst, struct conf_array *src, size_t item_size)
+{
+	if (!src->n)
+		goto out;
+	dst->items = gw_policy__xalloc(realloc(dst->items, (dst->n + src->n) * item_size));
+	dst->names = gw_policy__xalloc(realloc(dst->names, (dst->n + src->n) * sizeof(char *)));
+	memcpy((char *)dst->items + dst->n * item_size, src->items, src->n * item_size);
+	memcpy(dst->names + dst->n, src->names, src->n * sizeof(char *));
+	dst->n += src->n;
+out:
+	free(src->items);
+	free(src->names);
+	memset(src, 0, sizeof *src);
+}
+
+int gw_policy_managed_add(struct gw_policy_conf *managed, const char *domain, const char *settings,
+			  char *err, size_t errlen)
+{
+	struct gw_policy__holder h;
+	char esc[4 * GW_DOMAIN_MAX + 8], tmp[1024];
+	size_t dl = strlen(domain);
+
+	if (err && errlen)
+		err[0] = '\0';
+	/* A name conf would refuse or that would break out of the header line. */
+	for (size_t i = 0; i < dl; i++)
+		if ((unsigned char)domain[i] < 0x20 || domain[i] == '"' || domain[i] == '\\' ||
+		    domain[i] == ']') {
+			if (err && errlen)
+				snprintf(err, errlen,
+					 "[partner \"%s\"]: the name is not a valid domain",
+					 log_escape(esc, sizeof esc, domain, dl));
+			return PE_CONFIG;
+		}
+	for (const char *p = settings; *p; p++)
+		if (*p == '[' && (p == settings || p[-1] == '\n')) {
+			if (err && errlen)
+				snprintf(err, errlen,
+					 "[partner \"%s\"]: a setting may not start a section",
+					 log_escape(esc, sizeof esc, domain, dl));
+			return PE_CONFIG;
+		}
+	size_t cap = dl + strlen(settings) + 32;
+	char *text = gw_policy__xalloc(malloc(cap));
+	snprintf(text, cap, "[partner \"%s\"]\n%s\n", domain, settings);
+	int r = conf_load_ex_text(NULL, 0, gw_policy__partner_multi, 1, &h, "parleyctl", text, tmp,
+				  sizeof tmp);
+	free(text);
+	if (r != 0) {
+		/* "parleyctl:LINE: [partner ...] key: ..." -> the part after "LINE: " */
+		const char *m = strstr(tmp, ": [");
+		if (err && errlen)
+			snprintf(err, errlen, "%s", m ? m + 2 : tmp);
+		return PE_CONFIG;
+	}
+	gw_policy__append(&managed->partners, &h.p.partners, sizeof(struct gw_partner_conf));
+	return 0;
+}
+
+void gw_policy_managed_free(struct gw_policy_conf *managed)
+{
+	struct gw_policy__holder h;
+	memset(&h, 0, sizeof h);
+	h.p.partners = managed->partners;
+	conf_free_ex(NULL, 0, gw_policy__partner_multi, 1, &h);
+	memset(managed, 0, sizeof *managed);
+}
+
+void gw_policy_merge(const struct gw_policy_conf *config, const struct gw_policy_conf *managed,
+		     struct gw_policy_conf *out)
+{
+	size_t sz = sizeof(struct gw_partner_conf);
+	size_t a = config->partners.n, b = managed ? managed->partners.n : 0;
+	*out = *config;
+	out->partners.n = a + b;
+	out->partners.items = gw_policy__xalloc(malloc((a + b ? a + b : 1) * sz));
+	out->partners.names = gw_policy__xalloc(malloc((a + b ? a + b : 1) * sizeof(char *)));
+	if (a) {
+		memcpy(out->partners.items, config->partners.items, a * sz);
+		memcpy(out->partners.names, config->partners.names, a * sizeof(char *));
+	}
+	if (b) {
+		memcpy((char *)out->partners.items + a * sz, managed->partners.items, b * sz);
+		memcpy(out->partners.names + a, managed->partners.names, b * sizeof(char *));
+	}
+}
+
+void gw_policy_merge_release(struct gw_policy_conf *out)
+{
+	free(out->partners.items);
+	free(out->partners.names);
+	memset(out, 0, sizeof *out);
+}
+
+long gw_policy_find_partner(const struct gw_policy_conf *c, const char *domain)
+{
+	char want[GW_DOMAIN_BUF], have[GW_DOMAIN_BUF];
+	if (gw_policy_domain(domain, want, sizeof want, NULL, 0) < 0)
+		return -1;
+	for (size_t i = 0; i < c->partners.n; i++)
+		if (gw_policy_domain(c->partners.names[i], have, sizeof have, NULL, 0) == 0 &&
+		    strcmp(have, want) == 0)
+			return (long)i;
+	return -1;
 }

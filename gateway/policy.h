@@ -1,5 +1,6 @@
-/* The federation policy in the gateway's config ([federation] and [partner "DOMAIN"]) and the
- * PolicySnapshot built from it for the edges. */
+/* The federation policy in the gateway's config ([federation], [partner "DOMAIN"], [access]
+ * and [user "JID"]), partners managed with parleyctl, and the PolicySnapshot built from both
+ * for the edges. */
 #ifndef PARLEY_GATEWAY_POLICY_H
 #define PARLEY_GATEWAY_POLICY_H
 
@@ -25,9 +26,17 @@ enum gw_neg {
 	GW_NEG_NOT_SUPPORTED, /* never offered */
 };
 
+/* Values of [access] default and of a [user "JID"] section's xmpp: indexes into
+ * gw_access_names. */
+enum gw_access {
+	GW_ACCESS_ALLOW, /* the user may federate */
+	GW_ACCESS_DENY,	 /* no XMPP traffic to or from the user */
+};
+
 /* NULL-terminated; what the config file accepts, matched case-insensitively. */
 extern const char *const gw_partner_type_names[]; /* federated, public-verified, ... */
 extern const char *const gw_neg_names[];	  /* required, optional, not-supported */
+extern const char *const gw_access_names[];	  /* allow, deny */
 
 /* One [partner "DOMAIN"] section; its domain is the item's name in gw_policy_conf.partners. */
 struct gw_partner_conf {
@@ -40,6 +49,11 @@ struct gw_partner_conf {
 	struct conf_hostport proxy; /* fixed proxy, overrides SRV; host NULL = none */
 	struct conf_strlist additional_domains;
 	char *description; /* NULL if not given */
+};
+
+/* One [user "JID"] section; its bare JID is the item's name in gw_policy_conf.users. */
+struct gw_user_conf {
+	int xmpp; /* enum gw_access */
 };
 
 /* [federation] plus the partners. All of it is reloadable: a reload builds a new snapshot. */
@@ -55,11 +69,16 @@ struct gw_policy_conf {
 	uint64_t max_stanza_bytes;
 	uint64_t preauth_stanza_bytes;
 	struct conf_array partners; /* items: struct gw_partner_conf; names: the domains */
+	int access_default;	    /* enum gw_access: [access] default */
+	struct conf_array users;    /* items: struct gw_user_conf; names: bare JIDs */
 };
 
 /* The rows of one partner item, for GW_POLICY_MULTI. */
 #define GW_PARTNER_N_OPTIONS 9
 extern const struct conf_option gw_partner_options[]; /* GW_PARTNER_N_OPTIONS rows */
+/* The rows of one [user "JID"] item. */
+#define GW_USER_N_OPTIONS 1
+extern const struct conf_option gw_user_options[];
 
 /* Table rows for struct gw_policy_conf embedded at member m of type T, section [federation].
  * Defaults are Lync's. */
@@ -93,12 +112,19 @@ extern const struct conf_option gw_partner_options[]; /* GW_PARTNER_N_OPTIONS ro
 	 "largest stanza accepted from an authenticated partner"},                                 \
 	{"federation", "preauth_stanza_bytes", CONF_SIZE, 1024, 1048576, "8k",                     \
 	 offsetof(T, m.preauth_stanza_bytes), true, false, NULL,                                   \
-	 "largest stanza accepted before authentication"}
+	 "largest stanza accepted before authentication"},                                         \
+	{"access", "default", CONF_ENUM, 0, 0, "allow", offsetof(T, m.access_default), true,       \
+	 false, gw_access_names,                                                                   \
+	 "XMPP federation for users without a [user] section: allow or deny"}
 
-/* The conf_multi for [partner "DOMAIN"] sections of struct gw_policy_conf at member m of T. */
+/* The conf_multi rows (two: partner, user) for the [partner "DOMAIN"] and [user "JID"]
+ * sections of struct gw_policy_conf at member m of T. */
 #define GW_POLICY_MULTI(T, m)                                                                      \
 	{"partner", gw_partner_options, GW_PARTNER_N_OPTIONS, sizeof(struct gw_partner_conf),      \
-	 offsetof(T, m.partners), "an allowed federation partner; NAME is its domain"}
+	 offsetof(T, m.partners), "an allowed federation partner; NAME is its domain"},            \
+	{"user", gw_user_options, GW_USER_N_OPTIONS, sizeof(struct gw_user_conf),                 \
+	 offsetof(T, m.users), "a user's own XMPP access, overriding [access] default; NAME is "   \
+	 "the bare JID"}
 // clang-format on
 
 /* Longest domain in bytes, and a buffer that holds one with its NUL. */
@@ -112,15 +138,55 @@ extern const struct conf_option gw_partner_options[]; /* GW_PARTNER_N_OPTIONS ro
  * not all digits. Returns 0, or PE_INVAL with the reason in why (if whylen > 0). */
 int gw_policy_domain(const char *domain, char *out, size_t cap, char *why, size_t whylen);
 
-/* Checks the rules a table cannot: every domain's syntax (served, partner, additional,
- * a proxy host unless it is an IP address); no partner domain or additional domain that is
- * also served; no domain given twice (served, or across and within partners); sasl needs
- * tls (sasl other than not-supported with tls = not-supported); a partner has a way to
- * authenticate (sasl or dialback); timers in whole seconds; preauth_stanza_bytes at most
- * max_stanza_bytes. Domains compare in gw_policy_domain's form.
- * Returns 0, or PE_CONFIG with a message naming the section, as in
+/* Checks the rules a table cannot: every [user "JID"] name a bare JID with a local part in a
+ * served domain, none given twice (after normalisation); every domain's syntax (served, partner,
+ * additional, a proxy host unless it is an IP address); no partner domain or additional domain that
+ * is also served; no domain given twice (served, or across and within partners); sasl needs tls
+ * (sasl other than not-supported with tls = not-supported); a partner has a way to authenticate
+ * (sasl or dialback); timers in whole seconds; preauth_stanza_bytes at most max_stanza_bytes.
+ * Domains compare in gw_policy_domain's form. Returns 0, or PE_CONFIG with a message naming the
+ * section, as in
  * "[partner \"a.example\"] sasl: ..." (the name escaped like log_escape), in err. */
 int gw_policy_check(const struct gw_policy_conf *c, char *err, size_t errlen);
+
+/* gw_policy_check for a config read from path: the message becomes "PATH:LINE: [section]
+ * key: ...", LINE being where that key of that section is in the file (its section header
+ * if the key is not there, e.g. a default). Returns 0 or PE_CONFIG. */
+int gw_policy_check_file(const struct gw_policy_conf *c, const char *path, char *err,
+			 size_t errlen);
+
+/* The effective XMPP access of a user (any JID; the resource is ignored): the [user] section
+ * whose name normalises to the same bare JID, else [access] default. *overridden (may be
+ * NULL) says whether a [user] section decided. A JID that does not parse is denied.
+ * Linear in the number of [user] sections. Returns enum gw_access. */
+int gw_policy_user_access(const struct gw_policy_conf *c, const char *jid, bool *overridden);
+/* gw_policy_user_access(c, jid, NULL) == GW_ACCESS_ALLOW. */
+bool gw_policy_user_allowed(const struct gw_policy_conf *c, const char *jid);
+
+/* ---- partners managed with parleyctl ----
+ * They are kept in the state store as a domain and the body of its [partner "DOMAIN"]
+ * section ("key = value" lines), parsed with the very rows the config uses. A set of them is
+ * a struct gw_policy_conf whose partners alone are used ("managed"); the policy in force is
+ * the config's merged with it (gw_policy_merge), checked as a whole by gw_policy_check. */
+
+/* Parses settings (the body of a [partner "domain"] section: "key = value" lines) and
+ * appends the partner to managed->partners. The domain is not checked here (gw_policy_check
+ * does). Returns 0, or PE_CONFIG with "[partner \"DOMAIN\"] key: message" in err. */
+int gw_policy_managed_add(struct gw_policy_conf *managed, const char *domain, const char *settings,
+			  char *err, size_t errlen);
+/* Frees what gw_policy_managed_add stored and zeroes managed. */
+void gw_policy_managed_free(struct gw_policy_conf *managed);
+
+/* Fills out with config's settings and partners followed by managed's partners (NULL:
+ * none). Shallow: out points into both and lives no longer than they do. Release it with
+ * gw_policy_merge_release (not conf_free). Allocation failure aborts. */
+void gw_policy_merge(const struct gw_policy_conf *config, const struct gw_policy_conf *managed,
+		     struct gw_policy_conf *out);
+void gw_policy_merge_release(struct gw_policy_conf *out);
+
+/* Finds a partner by domain (gw_policy_domain's form compared; additional domains not).
+ * Returns its index in c->partners or -1. */
+long gw_policy_find_partner(const struct gw_policy_conf *c, const char *domain);
 
 /* Builds the snapshot the edges enforce: domains in gw_policy_domain's form, every field
  * set explicitly (has_* true), a partner's connection_limit as configured (0 = the global

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_MAX_STR (64 * 1024)
 #define STORE_MAX_BLOB (1024 * 1024)
 #define STORE_RETRY_MAX_MS 5000
@@ -38,6 +38,8 @@ enum op_kind {
 	OP_PRES_DEL_ALL, /* key "A" contact: all resources */
 	OP_THREAD_PUT,
 	OP_THREAD_DEL,
+	OP_PARTNER_PUT,
+	OP_PARTNER_DEL,
 };
 
 struct op {
@@ -57,6 +59,10 @@ struct op {
 			const char *thread, *call_id, *jid, *sip_uri;
 			int64_t expires_at;
 		} thr;
+		struct {
+			const char *domain, *settings;
+			int64_t updated_at;
+		} par;
 	} u;
 	/* Key (a table letter, then the key strings with their NULs), then the other strings and
 	 * the blob. The key strings double as the row's strings, so each is stored once. */
@@ -79,6 +85,9 @@ enum st_id {
 	ST_THREAD_DEL,
 	ST_THREAD_EXPIRE,
 	ST_THREAD_LOAD,
+	ST_PARTNER_PUT,
+	ST_PARTNER_DEL,
+	ST_PARTNER_LOAD,
 	ST__COUNT
 };
 
@@ -116,6 +125,11 @@ static const char *const st_sql[ST__COUNT] = {
     [ST_THREAD_DEL] = "DELETE FROM thread_call WHERE thread = ?",
     [ST_THREAD_EXPIRE] = "DELETE FROM thread_call WHERE expires_at <= ?",
     [ST_THREAD_LOAD] = "SELECT thread, call_id, jid, sip_uri, expires_at FROM thread_call",
+    [ST_PARTNER_PUT] = "INSERT INTO partner (domain, settings, updated_at) VALUES (?, ?, ?) "
+		       "ON CONFLICT (domain) DO UPDATE SET settings = excluded.settings, "
+		       "updated_at = excluded.updated_at",
+    [ST_PARTNER_DEL] = "DELETE FROM partner WHERE domain = ?",
+    [ST_PARTNER_LOAD] = "SELECT domain, settings, updated_at FROM partner ORDER BY domain",
 };
 
 /*
@@ -140,6 +154,10 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
     "CREATE TABLE thread_call ("
     " thread TEXT NOT NULL PRIMARY KEY, call_id TEXT NOT NULL, jid TEXT, sip_uri TEXT,"
     " expires_at BIGINT NOT NULL);",
+    /* 1 -> 2: federation partners managed with parleyctl */
+    "CREATE TABLE partner ("
+    " domain TEXT NOT NULL PRIMARY KEY, settings TEXT NOT NULL,"
+    " updated_at BIGINT NOT NULL);",
 };
 
 struct store {
@@ -463,6 +481,39 @@ int store_thread_del(struct store *s, const char *thread)
 	return enqueue(s, o, (size_t)(w - o->mem) - 1);
 }
 
+int store_partner_put(struct store *s, const char *domain, const char *settings, int64_t updated_at)
+{
+	if (!domain || !settings)
+		return PE_INVAL;
+	if (!str_ok(domain) || !str_ok(settings))
+		return PE_TOOBIG;
+	struct op *o = op_new(OP_PARTNER_PUT, 1 + slen(domain) + slen(settings));
+	if (!o)
+		return PE_NOMEM;
+	char *w = o->mem;
+	*w++ = 'R';
+	o->u.par.domain = put_str(&w, domain);
+	size_t klen = (size_t)(w - o->mem) - 1;
+	o->u.par.settings = put_str(&w, settings);
+	o->u.par.updated_at = updated_at;
+	return enqueue(s, o, klen);
+}
+
+int store_partner_del(struct store *s, const char *domain)
+{
+	if (!domain)
+		return PE_INVAL;
+	if (!str_ok(domain))
+		return PE_TOOBIG;
+	struct op *o = op_new(OP_PARTNER_DEL, 1 + slen(domain));
+	if (!o)
+		return PE_NOMEM;
+	char *w = o->mem;
+	*w++ = 'R';
+	o->u.par.domain = put_str(&w, domain);
+	return enqueue(s, o, (size_t)(w - o->mem) - 1);
+}
+
 /* ---- commits ---- */
 
 /* Strings live in the queued op until after the step, hence SQLITE_STATIC. */
@@ -540,6 +591,16 @@ static int exec_op(struct store *s, const struct op *o)
 	case OP_THREAD_DEL:
 		st = s->st[ST_THREAD_DEL];
 		bind_str(st, 1, o->u.thr.thread);
+		break;
+	case OP_PARTNER_PUT:
+		st = s->st[ST_PARTNER_PUT];
+		bind_str(st, 1, o->u.par.domain);
+		bind_str(st, 2, o->u.par.settings);
+		sqlite3_bind_int64(st, 3, o->u.par.updated_at);
+		break;
+	case OP_PARTNER_DEL:
+		st = s->st[ST_PARTNER_DEL];
+		bind_str(st, 1, o->u.par.domain);
 		break;
 	default:
 		return SQLITE_MISUSE;
@@ -732,6 +793,24 @@ int store_thread_load(struct store *s, int64_t now,
 		   sqlite3_column_int64(st, 4));
 	}
 	return load_end(s, st, rc, "thread_call");
+}
+
+int store_partner_load(struct store *s,
+		       void (*cb)(void *arg, const char *domain, const char *settings,
+				  int64_t updated_at),
+		       void *arg)
+{
+	int rc = load_begin(s);
+	if (rc)
+		return rc;
+	sqlite3_stmt *st = s->st[ST_PARTNER_LOAD];
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *domain = col_str(st, 0), *settings = col_str(st, 1);
+		if (!domain || !settings)
+			continue;
+		cb(arg, domain, settings, sqlite3_column_int64(st, 2));
+	}
+	return load_end(s, st, rc, "partner");
 }
 
 /* ---- open / close ---- */

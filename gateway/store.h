@@ -1,4 +1,5 @@
-/* The gateway's persistent state: subscriptions, last presence, thread <-> Call-ID bindings. */
+/* The gateway's persistent state: subscriptions, last presence, thread <-> Call-ID bindings,
+ * federation partners managed with parleyctl. */
 #ifndef PARLEY_STORE_H
 #define PARLEY_STORE_H
 
@@ -114,6 +115,18 @@ int store_thread_load(struct store *s, int64_t now,
 		      void (*cb)(void *arg, const char *thread, const char *call_id,
 				 const char *jid, const char *sip_uri, int64_t expires_at),
 		      void *arg);
+
+/* Federation partners managed with parleyctl (key = domain, in the policy's normalised
+ * form): settings is the body of the partner's config section, "key = value" lines; the
+ * store does not read it. Returns as store_sub_put. */
+int store_partner_put(struct store *s, const char *domain, const char *settings,
+		      int64_t updated_at);
+int store_partner_del(struct store *s, const char *domain);
+/* As store_sub_load, in domain order. */
+int store_partner_load(struct store *s,
+		       void (*cb)(void *arg, const char *domain, const char *settings,
+				  int64_t updated_at),
+		       void *arg);
 
 struct store_stats {
 	uint64_t queued;	/* operations waiting for a commit now (a gauge) */

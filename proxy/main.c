@@ -6,6 +6,7 @@
 #include "link_conf.h"
 #include "log.h"
 #include "ops.h"
+#include "policy.h"
 #include "s2s.h"
 #include "s2s_out.h"
 #include "sig.h"
@@ -87,6 +88,7 @@ struct proxy {
 	struct ops ops;
 	struct px_metrics pm;
 	struct px_lat lat[PX_LAT_SLOTS];
+	struct policy *pol; /* the newest snapshot, for parleyctl partners; NULL before one */
 };
 
 static void on_term(void *arg)
@@ -99,6 +101,19 @@ static void on_term(void *arg)
 	if (p->s2s_out)
 		s2s_out_stop(p->s2s_out);
 	gwlink_stop(p->gw);
+}
+
+/* The modules read [s2s] through a pointer to cur: the reloadable settings are copied in,
+ * and the certificate paths swapped so cur names what is in use (next frees the old). */
+static void reload_s2s_settings(struct s2s_conf *cur, struct s2s_conf *next)
+{
+	char *t;
+	cur->max_per_ip = next->max_per_ip;
+	cur->rate_limit = next->rate_limit;
+	cur->stream_management = next->stream_management;
+	t = cur->cert, cur->cert = next->cert, next->cert = t;
+	t = cur->key, cur->key = next->key, next->key = t;
+	t = cur->ca, cur->ca = next->ca, next->ca = t;
 }
 
 /* SIGHUP and parleyctl reload. Returns 0, or PE_CONFIG with the reason in err (the old
@@ -115,11 +130,22 @@ static int reload(struct proxy *p, char *err, size_t errlen)
 		conf_free(proxy_options, N_OPTIONS, &next);
 		return PE_CONFIG;
 	}
+	/* The S2S certificate first: it is the one renewed most often, and a bad one then
+	 * leaves everything as it was. Inbound before outbound: the server context is the
+	 * stricter (it needs a certificate), so outbound fails after inbound succeeded only
+	 * if the files change between the two reads. */
+	if ((p->s2s && s2s_reload_tls(p->s2s, &next.s2s, err, errlen) != 0) ||
+	    (p->s2s_out && s2s_out_reload_tls(p->s2s_out, &next.s2s, err, errlen) != 0)) {
+		log_error(0, "reload_refused", "err=\"S2S certificate: %s\"", err);
+		conf_free(proxy_options, N_OPTIONS, &next);
+		return PE_CONFIG;
+	}
 	if (gwlink_reload_tls(p->gw, &next.link) != 0) {
 		snprintf(err, errlen, "link certificates could not be loaded (see the log)");
 		conf_free(proxy_options, N_OPTIONS, &next);
 		return PE_CONFIG;
 	}
+	reload_s2s_settings(&p->cfg.s2s, &next.s2s);
 	log_set_level((enum log_level)next.log_level);
 	/* Sessions hold pointers into the old config's link settings; those are non-reloadable
 	 * or copied, so the old strings stay valid until exit. */
@@ -137,6 +163,12 @@ static void on_hup(void *arg)
 static void hook_policy(void *arg, const Parley__Link__PolicySnapshot *snap)
 {
 	struct proxy *p = arg;
+	struct policy *np = policy_from_snapshot(snap);
+	if (np) {
+		if (p->pol)
+			policy_unref(p->pol);
+		p->pol = np;
+	}
 	if (p->s2s)
 		s2s_set_policy(p->s2s, snap);
 	if (p->s2s_out)
@@ -502,6 +534,54 @@ static int cmd_drain(void *arg, const struct ctl_req *req, struct json *j, char 
 	return 0;
 }
 
+/* The snapshot this edge holds, as it enforces it (parleyctl partners). */
+static int cmd_partners(void *arg, const struct ctl_req *req, struct json *j, char *err,
+			size_t errlen)
+{
+	static const char *const neg[] = {"?", "required", "optional", "not-supported"};
+	static const char *const type[] = {"?", "federated", "public-verified",
+					   "public-unverified"};
+	struct proxy *p = arg;
+	if (req->argc && strcmp(req->argv[0], "list") != 0) {
+		snprintf(err, errlen, "the edge only shows the partners it holds (partners [list]); "
+				      "change them on the gateway");
+		return PE_INVAL;
+	}
+	json_obj_begin(j);
+	json_kv_uint(j, "generation", p->pol ? p->pol->generation : 0);
+	json_key(j, "served");
+	json_arr_begin(j);
+	for (size_t i = 0; p->pol && i < p->pol->nserved; i++)
+		json_str(j, p->pol->served[i]);
+	json_arr_end(j);
+	json_key(j, "partners");
+	json_arr_begin(j);
+	for (size_t i = 0; p->pol && i < p->pol->npartners; i++) {
+		const struct partner *pt = &p->pol->partners[i];
+		char proxy[300] = "";
+		if (pt->proxy_host)
+			snprintf(proxy, sizeof proxy, "%s:%u", pt->proxy_host, pt->proxy_port);
+		json_obj_begin(j);
+		json_kv_str(j, "domain", pt->domain);
+		json_kv_str(j, "type", type[pt->type <= 3 ? pt->type : 0]);
+		json_kv_str(j, "tls", neg[pt->tls <= 3 ? pt->tls : 0]);
+		json_kv_str(j, "sasl", neg[pt->sasl <= 3 ? pt->sasl : 0]);
+		json_kv_bool(j, "dialback", pt->dialback);
+		json_kv_bool(j, "keepalive", pt->keepalive);
+		json_kv_uint(j, "connection_limit", pt->connection_limit);
+		json_kv_str(j, "proxy", proxy);
+		json_key(j, "additional_domains");
+		json_arr_begin(j);
+		for (size_t k = 0; k < pt->nadditional; k++)
+			json_str(j, pt->additional[k]);
+		json_arr_end(j);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+	json_obj_end(j);
+	return 0;
+}
+
 static void ops_setup(struct proxy *p)
 {
 	struct ctl *c = p->ops.ctl;
@@ -513,6 +593,8 @@ static void ops_setup(struct proxy *p)
 	ctl_register(c, "reload", "reload the configuration and certificates (as SIGHUP)",
 		     cmd_reload, p);
 	ctl_register(c, "drain", "stop gracefully (as SIGTERM)", cmd_drain, p);
+	ctl_register(c, "partners", "the federation policy this edge holds (from the gateway)",
+		     cmd_partners, p);
 	metrics_setup(p);
 }
 
@@ -587,6 +669,8 @@ out:
 	gwlink_free(p.gw);
 	s2s_out_free(p.s2s_out);
 	ops_free(&p.ops);
+	if (p.pol)
+		policy_unref(p.pol);
 	uv_loop_close(p.loop);
 	conf_free(proxy_options, N_OPTIONS, &p.cfg);
 	return rc;

@@ -11,6 +11,7 @@ every other setting is shown commented out at its default.
 DIR holds parley-proxy and parley-gateway (default: $PARLEY_BIN, else bin/)."""
 import argparse
 import os
+import re
 import subprocess
 import sys
 
@@ -58,6 +59,8 @@ SECTIONS = {
     "control": "Operators' endpoints: parleyctl's control socket and the Prometheus metrics.",
     "test": "Test and bring-up only: never in production.",
     "partner": "One section per federation partner, named by its domain.",
+    "access": "Per-user XMPP federation: the default for users without a [user] section.",
+    "user": "One section per user with their own XMPP access, named by the bare JID.",
 }
 
 # (section, key) -> list of values set in the sample, and optional extra comment lines.
@@ -94,6 +97,7 @@ EXAMPLES = {
         ("partner", "tls"): ["required"],
         ("partner", "sasl"): ["required"],
         ("partner", "dialback"): ["true"],
+        ("user", "xmpp"): ["allow"],
     },
 }
 
@@ -123,8 +127,9 @@ def help_config(binary):
                          check=True).stdout.splitlines()
     rows = []
     for line in out[1:]:
-        if line.startswith('partner "*"'):
-            line = "partner" + line[len('partner "*"'):]
+        m = re.match(r'([a-z]+) "\*"', line)  # a named section: partner "*", user "*"
+        if m:
+            line = m.group(1) + line[m.end():]
         f = line.split()
         if len(f) < 6 or f[1].startswith("("):
             continue  # the "(repeatable section ...)" line
@@ -154,6 +159,10 @@ def render(binary_name, rows):
                 out.append("# Repeat the section for each partner; settings not given take"
                            " these defaults.")
                 out.append('[partner "partner.example"]')
+            elif sec == "user":
+                out.append("# Repeat the section for each user whose access differs from"
+                           " [access] default.")
+                out.append('[user "carol@corp.example"]')
             else:
                 out.append("[%s]" % sec)
         desc = "%s: %s" % (key, help_)

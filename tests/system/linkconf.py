@@ -75,10 +75,12 @@ def read_refs(path):
 
 
 def policy_conf(served=("corp.test",), partners=None, **federation):
-    """[federation] and [partner "..."] sections; partners maps domain -> dict of keys."""
+    """[federation] and [partner "..."] sections; partners maps domain -> dict of keys.
+    The default partner is federated: a public-unverified one (the config's default type)
+    reaches only users who added it (MAPPING J2), which tests of plain IM do not set up."""
     lines = ["[federation]"] + ["domain = %s" % d for d in served]
     lines += ["%s = %s" % (k, v) for k, v in federation.items()]
-    for dom, keys in (partners or {"partner.test": {}}).items():
+    for dom, keys in (partners or {"partner.test": {"type": "federated"}}).items():
         lines.append('[partner "%s"]' % dom)
         for k, v in keys.items():
             for one in (v if isinstance(v, (list, tuple)) else [v]):

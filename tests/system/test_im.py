@@ -61,7 +61,7 @@ def test_thousand_each_way_in_order(tmp_path, running, daemons, certs):
 
 def test_errors_both_ways(tmp_path, running, daemons, certs):
     lab = Lab(tmp_path, running, daemons, certs,
-              partners={"partner.test": {}, "void.test": {}})
+              partners={"partner.test": {"type": "federated"}, "void.test": {}})
     # an unknown SIP user: Kamailio's 404 comes back to alice as item-not-found
     lab.alice.send_message("carol@corp.test", "are you there?")
     wait_for(lambda: lab.alice.errors(), 30, "an error at alice")
@@ -134,7 +134,7 @@ def test_late_bounce_after_deadline(tmp_path, running, daemons, certs):
     hole = Blackhole("127.0.0.34")
     running.append(hole)
     lab = Lab(tmp_path, running, daemons, certs,
-              partners={"partner.test": {}, "slow.test": {"proxy": "127.0.0.34:%d" % hole.port}},
+              partners={"partner.test": {"type": "federated"}, "slow.test": {"proxy": "127.0.0.34:%d" % hole.port}},
               federation={"establishment_timeout": "3s"},
               gw_extra="[translate]\ndelivery_deadline = 1s\n")
     t0 = time.monotonic()

@@ -1,4 +1,5 @@
-/* Unit tests for the gateway's federation policy: config rows, cross-field rules, snapshot. */
+/* Unit tests for the gateway's federation policy: config rows, cross-field rules, snapshot,
+ * per-user access, file:line of policy errors, partners managed with parleyctl. */
 #include "gateway/policy.h" /* not proxy/policy.h, which -Iproxy would find first */
 
 #include "conf.h"
@@ -657,6 +658,177 @@ static void test_reload_and_help(void **state)
 	free(out);
 }
 
+/* J4: [access] default and [user "JID"] overrides, reloadable rows, normalised lookups. */
+static void test_user_access(void **state)
+{
+	(void)state;
+	struct tgw c;
+	bool over;
+	assert_int_equal(load("[federation]\ndomain = corp.test\n", &c), 0);
+	assert_int_equal(c.pol.access_default, GW_ACCESS_ALLOW);
+	assert_true(gw_policy_user_allowed(&c.pol, "bob@corp.test"));
+	assert_int_equal(gw_policy_check(&c.pol, g_err, sizeof g_err), 0);
+	unload(&c);
+
+	assert_int_equal(load("[federation]\ndomain = corp.test\n"
+			      "[access]\ndefault = deny\n"
+			      "[user \"Bob@Corp.Test\"]\nxmpp = allow\n"
+			      "[user \"carol@corp.test\"]\nxmpp = deny\n",
+			      &c),
+			 0);
+	assert_int_equal(gw_policy_check(&c.pol, g_err, sizeof g_err), 0);
+	assert_int_equal(gw_policy_user_access(&c.pol, "bob@corp.test", &over), GW_ACCESS_ALLOW);
+	assert_true(over);
+	/* a full JID, another case: the same user */
+	assert_true(gw_policy_user_allowed(&c.pol, "BOB@corp.test/phone"));
+	assert_int_equal(gw_policy_user_access(&c.pol, "carol@corp.test", &over), GW_ACCESS_DENY);
+	assert_true(over);
+	assert_int_equal(gw_policy_user_access(&c.pol, "dave@corp.test", &over), GW_ACCESS_DENY);
+	assert_false(over);
+	assert_false(gw_policy_user_allowed(&c.pol, "not a jid@"));
+	unload(&c);
+
+	/* xmpp is required in a [user] section; bad names and duplicates are refused */
+	assert_int_not_equal(load("[federation]\ndomain = corp.test\n[user \"a@corp.test\"]\n", &c),
+			     0);
+	assert_non_null(strstr(g_err, "xmpp"));
+	assert_int_equal(
+	    load("[federation]\ndomain = corp.test\n[user \"corp.test\"]\nxmpp = deny\n", &c), 0);
+	assert_int_equal(gw_policy_check(&c.pol, g_err, sizeof g_err), PE_CONFIG);
+	assert_string_equal(g_err,
+			    "[user \"corp.test\"]: the name is not a bare JID (user@domain)");
+	unload(&c);
+	assert_int_equal(
+	    load("[federation]\ndomain = corp.test\n[user \"a@else.test\"]\nxmpp = deny\n", &c), 0);
+	assert_int_equal(gw_policy_check(&c.pol, g_err, sizeof g_err), PE_CONFIG);
+	assert_string_equal(g_err, "[user \"a@else.test\"]: else.test is not a served domain");
+	unload(&c);
+	assert_int_equal(
+	    load("[federation]\ndomain = corp.test\n[user \"A@corp.test\"]\nxmpp = deny\n"
+		 "[user \"a@CORP.test\"]\nxmpp = allow\n",
+		 &c),
+	    0);
+	assert_int_equal(gw_policy_check(&c.pol, g_err, sizeof g_err), PE_CONFIG);
+	assert_string_equal(g_err, "[user \"a@corp.test\"]: a@corp.test is given twice");
+	unload(&c);
+}
+
+/* An error of gw_policy_check names the file and the line of the key, or of the section. */
+static void test_check_file_line(void **state)
+{
+	(void)state;
+	struct tgw c;
+	char want[1024];
+	assert_int_equal(load("[federation]\n"
+			      "domain = corp.test\n"
+			      "[partner \"ok.test\"]\n"
+			      "[partner \"p.test\"]\n"
+			      "type = federated\n"
+			      "sasl = optional\n"
+			      "tls = not-supported\n",
+			      &c),
+			 0);
+	assert_int_equal(gw_policy_check_file(&c.pol, g_path, g_err, sizeof g_err), PE_CONFIG);
+	snprintf(want, sizeof want,
+		 "%s:6: [partner \"p.test\"] sasl: sasl = optional needs TLS, but tls = "
+		 "not-supported",
+		 g_path);
+	assert_string_equal(g_err, want);
+	unload(&c);
+	/* the key is at its default: the section's header line */
+	assert_int_equal(load("[federation]\ndomain = corp.test\n\n[partner \"p.test\"]\n"
+			      "tls = not-supported\n",
+			      &c),
+			 0);
+	assert_int_equal(gw_policy_check_file(&c.pol, g_path, g_err, sizeof g_err), PE_CONFIG);
+	snprintf(want, sizeof want, "%s:4: [partner \"p.test\"] sasl:", g_path);
+	assert_memory_equal(g_err, want, strlen(want));
+	unload(&c);
+	assert_int_equal(
+	    load("[federation]\ndomain = corp.test\n[user \"x@y.test\"]\nxmpp = deny\n", &c), 0);
+	assert_int_equal(gw_policy_check_file(&c.pol, g_path, g_err, sizeof g_err), PE_CONFIG);
+	snprintf(want, sizeof want, "%s:3: [user \"x@y.test\"]:", g_path);
+	assert_memory_equal(g_err, want, strlen(want));
+	unload(&c);
+	assert_int_equal(load("[federation]\ndomain = corp.test\n", &c), 0);
+	assert_int_equal(gw_policy_check_file(&c.pol, g_path, g_err, sizeof g_err), 0);
+	unload(&c);
+}
+
+/* Partners managed with parleyctl: parsed with the config's rows, merged, checked whole. */
+static void test_managed_partners(void **state)
+{
+	(void)state;
+	struct tgw c;
+	struct gw_policy_conf m, all;
+	char err[512];
+	memset(&m, 0, sizeof m);
+	assert_int_equal(load("[federation]\ndomain = corp.test\n[partner \"conf.test\"]\n", &c),
+			 0);
+	assert_int_equal(gw_policy_managed_add(&m, "new.test",
+					       "type = federated\nsasl = optional\n"
+					       "additional_domain = chat.new.test\n"
+					       "description = a b c\n",
+					       err, sizeof err),
+			 0);
+	assert_int_equal(gw_policy_managed_add(&m, "two.test", "", err, sizeof err), 0);
+	assert_int_equal(m.partners.n, 2);
+	const struct gw_partner_conf *p = m.partners.items;
+	assert_int_equal(p[0].type, GW_PARTNER_FEDERATED);
+	assert_int_equal(p[0].sasl, GW_NEG_OPTIONAL);
+	assert_string_equal(p[0].description, "a b c");
+	assert_int_equal(p[1].type, GW_PARTNER_PUBLIC_UNVERIFIED); /* the config's defaults */
+	/* errors name the key, as the config's do, without a line */
+	assert_int_equal(
+	    gw_policy_managed_add(&m, "bad.test", "tls = sometimes\n", err, sizeof err), PE_CONFIG);
+	assert_memory_equal(err, "[partner \"bad.test\"] tls:", 22);
+	assert_int_equal(gw_policy_managed_add(&m, "bad.test", "colour = blue\n", err, sizeof err),
+			 PE_CONFIG);
+	assert_non_null(strstr(err, "colour"));
+	assert_int_equal(
+	    gw_policy_managed_add(&m, "bad.test", "x = 1\n[federation]\n", err, sizeof err),
+	    PE_CONFIG);
+	assert_int_equal(gw_policy_managed_add(&m, "bad\".test", "", err, sizeof err), PE_CONFIG);
+	assert_int_equal(m.partners.n, 2);
+
+	gw_policy_merge(&c.pol, &m, &all);
+	assert_int_equal(all.partners.n, 3);
+	assert_string_equal(all.partners.names[0], "conf.test");
+	assert_string_equal(all.partners.names[2], "two.test");
+	assert_int_equal(gw_policy_check(&all, err, sizeof err), 0);
+	assert_int_equal(gw_policy_find_partner(&all, "TWO.test"), 2);
+	assert_int_equal(gw_policy_find_partner(&all, "chat.new.test"), -1);
+	Parley__Link__PolicySnapshot *snap = gw_policy_snapshot(&all);
+	assert_non_null(snap);
+	assert_int_equal(snap->n_partners, 3);
+	assert_string_equal(snap->partners[1]->domain, "new.test");
+	gw_policy_snapshot_free(snap);
+	gw_policy_merge_release(&all);
+
+	/* a managed partner clashing with the config is refused by the merged check */
+	assert_int_equal(gw_policy_managed_add(&m, "CONF.test", "", err, sizeof err), 0);
+	gw_policy_merge(&c.pol, &m, &all);
+	assert_int_equal(gw_policy_check(&all, err, sizeof err), PE_CONFIG);
+	assert_string_equal(err, "[partner \"CONF.test\"]: conf.test is already a domain of "
+				 "[partner \"conf.test\"]");
+	gw_policy_merge_release(&all);
+	/* and one with the SASL-needs-TLS rule broken */
+	gw_policy_managed_free(&m);
+	assert_int_equal(m.partners.n, 0);
+	assert_int_equal(
+	    gw_policy_managed_add(&m, "x.test", "tls = not-supported\n", err, sizeof err), 0);
+	gw_policy_merge(&c.pol, &m, &all);
+	assert_int_equal(gw_policy_check(&all, err, sizeof err), PE_CONFIG);
+	assert_string_equal(err, "[partner \"x.test\"] sasl: sasl = required needs TLS, but tls = "
+				 "not-supported");
+	gw_policy_merge_release(&all);
+	gw_policy_merge(&c.pol, NULL, &all);
+	assert_int_equal(all.partners.n, 1);
+	gw_policy_merge_release(&all);
+	gw_policy_managed_free(&m);
+	unload(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -665,7 +837,8 @@ int main(void)
 	    cmocka_unit_test(test_check_domains),   cmocka_unit_test(test_check_limits_and_timers),
 	    cmocka_unit_test(test_domain_form),	    cmocka_unit_test(test_snapshot_fields_and_wire),
 	    cmocka_unit_test(test_snapshot_empty),  cmocka_unit_test(test_generations),
-	    cmocka_unit_test(test_reload_and_help),
+	    cmocka_unit_test(test_reload_and_help), cmocka_unit_test(test_user_access),
+	    cmocka_unit_test(test_check_file_line), cmocka_unit_test(test_managed_partners),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

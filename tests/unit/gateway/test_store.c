@@ -1,4 +1,4 @@
-/* store: the three tables, coalescing, persistence across a restart, PRAGMAs, batching with a
+/* store: the four tables, coalescing, persistence across a restart, PRAGMAs, batching with a
  * loop, a failed commit retried without loss, expiry of thread bindings, open errors. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -458,7 +458,7 @@ static void test_restart_persistence(void **state)
 	assert_string_equal(t.v[0].call_id, "cid@gw");
 	assert_int_equal(t.v[0].expires_at, 5000);
 	store_close(s);
-	assert_int_equal(peek("SELECT version FROM schema_version"), 1);
+	assert_int_equal(peek("SELECT version FROM schema_version"), 2);
 	assert_int_equal(peek("SELECT count(*) FROM schema_version"), 1);
 }
 
@@ -779,6 +779,98 @@ static void on_sub_requeue(void *arg, const struct store_sub *u)
 }
 
 /* A load callback may queue changes (a refresh decided while loading); it may not flush. */
+/* ---- partners managed with parleyctl ---- */
+
+struct partners {
+	int n;
+	char domain[MAXROWS][64];
+	char settings[MAXROWS][256];
+	int64_t updated_at[MAXROWS];
+};
+
+static void on_partner(void *arg, const char *domain, const char *settings, int64_t updated_at)
+{
+	struct partners *c = arg;
+	if (c->n >= MAXROWS)
+		return;
+	snprintf(c->domain[c->n], sizeof c->domain[0], "%s", domain);
+	snprintf(c->settings[c->n], sizeof c->settings[0], "%s", settings);
+	c->updated_at[c->n++] = updated_at;
+}
+
+static void test_partner_put_del_load(void **state)
+{
+	(void)state;
+	struct store *s = open_store(NULL, NULL);
+	assert_int_equal(store_partner_put(s, "b.test", "type = federated\n", 10), 0);
+	assert_int_equal(store_partner_put(s, "a.test", "", 11), 0);
+	assert_int_equal(store_partner_put(s, "c.test", "tls = optional\n", 12), 0);
+	assert_int_equal(store_partner_del(s, "c.test"), 0);
+	/* a later put of the same domain replaces the queued one */
+	assert_int_equal(store_partner_put(s, "b.test", "type = public-verified\n", 13), 0);
+	assert_int_equal(store_stats(s)->queued, 3);
+	struct partners c = {0};
+	assert_int_equal(store_partner_load(s, on_partner, &c), 0);
+	assert_int_equal(c.n, 2); /* in domain order */
+	assert_string_equal(c.domain[0], "a.test");
+	assert_string_equal(c.settings[0], "");
+	assert_int_equal(c.updated_at[0], 11);
+	assert_string_equal(c.domain[1], "b.test");
+	assert_string_equal(c.settings[1], "type = public-verified\n");
+	assert_int_equal(c.updated_at[1], 13);
+	assert_int_equal(rows("partner"), 2);
+	store_close(s);
+
+	/* kept across a restart; a delete reaches the file */
+	s = open_store(NULL, NULL);
+	assert_int_equal(store_partner_del(s, "a.test"), 0);
+	memset(&c, 0, sizeof c);
+	assert_int_equal(store_partner_load(s, on_partner, &c), 0);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.domain[0], "b.test");
+	assert_int_equal(store_partner_put(s, NULL, "", 0), PE_INVAL);
+	assert_int_equal(store_partner_put(s, "x.test", NULL, 0), PE_INVAL);
+	assert_int_equal(store_partner_del(s, NULL), PE_INVAL);
+	store_close(s);
+	assert_int_equal(rows("partner"), 1);
+}
+
+/* A database written by schema 1 (no partner table) is migrated in place, its rows kept. */
+static void test_partner_migration_from_v1(void **state)
+{
+	(void)state;
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(g_path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+			 "INSERT INTO schema_version VALUES (1);"
+			 "CREATE TABLE subscription (dir INTEGER NOT NULL, jid TEXT NOT NULL,"
+			 " sip_uri TEXT NOT NULL, watcher TEXT NOT NULL, state INTEGER NOT NULL,"
+			 " call_id TEXT, local_tag TEXT, remote_tag TEXT, local_uri TEXT,"
+			 " remote_uri TEXT, remote_target TEXT, routes TEXT,"
+			 " local_cseq BIGINT NOT NULL, remote_cseq BIGINT NOT NULL,"
+			 " expires_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+			 " PRIMARY KEY (dir, jid, sip_uri, watcher));"
+			 "CREATE TABLE presence (contact TEXT NOT NULL, resource TEXT NOT NULL,"
+			 " data BYTEA NOT NULL, updated_at BIGINT NOT NULL,"
+			 " PRIMARY KEY (contact, resource));"
+			 "CREATE TABLE thread_call (thread TEXT NOT NULL PRIMARY KEY,"
+			 " call_id TEXT NOT NULL, jid TEXT, sip_uri TEXT,"
+			 " expires_at BIGINT NOT NULL);"
+			 "INSERT INTO thread_call VALUES ('t', 'c', NULL, NULL, 99);",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	struct store *s = open_store(NULL, NULL);
+	assert_int_equal(peek("SELECT version FROM schema_version"), 2);
+	assert_int_equal(rows("thread_call"), 1);
+	assert_int_equal(store_partner_put(s, "p.test", "dialback = false\n", 1), 0);
+	assert_int_equal(store_flush(s), 0);
+	assert_int_equal(rows("partner"), 1);
+	store_close(s);
+}
+
 static void test_load_reentry(void **state)
 {
 	(void)state;
@@ -820,6 +912,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_queue_bound, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load_reentry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partner_put_del_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partner_migration_from_v1, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
