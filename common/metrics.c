@@ -202,6 +202,18 @@ void metrics_hist_observe(struct metrics_hist *h, double v)
 	h->count++;
 }
 
+void metrics_hist_set(struct metrics_hist *h, const uint64_t *buckets, size_t n, double sum)
+{
+	if (!h || n != h->nbounds + 1)
+		return;
+	h->count = 0;
+	for (size_t i = 0; i < n; i++) {
+		h->buckets[i] = buckets[i];
+		h->count += buckets[i];
+	}
+	h->sum = sum;
+}
+
 __attribute__((format(printf, 2, 3))) static int metrics__printf(struct buf *out, const char *fmt,
 								 ...)
 {

@@ -32,6 +32,11 @@ struct metrics_hist *metrics_histogram(struct metrics *m, const char *name, cons
 				       const char *labels, const double *bounds, size_t nbounds);
 /* Counts v in the first bucket whose bound is >= v (or only +Inf) and adds it to the sum. */
 void metrics_hist_observe(struct metrics_hist *h, double v);
+/* Replaces h's state with counts a module keeps itself in fixed buckets (copied by a
+ * collector at scrape time, so the module's hot path needs no registry): buckets[0..n) not
+ * cumulative, the last one +Inf, n = h's number of bounds + 1 (else nothing changes); the
+ * count is their total. NULL h is a no-op. */
+void metrics_hist_set(struct metrics_hist *h, const uint64_t *buckets, size_t n, double sum);
 
 /* Appends every family in registration order, members in registration order:
  * "# HELP", "# TYPE", then samples; a histogram gives cumulative name_bucket{...,le="b"}

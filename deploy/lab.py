@@ -585,6 +585,52 @@ class Lab:
                 "bob@corp.test -> alice@partner.test: SIP %d, %r arrived at alice (thread %s)"
                 % (r.status, reply, got[-1]["thread"])]
 
+    def prove_presence(self):
+        """Presence both ways, as tests/system/test_presence.py does on loopback: alice (the
+        internet) subscribes to bob (the internal network) and sees the state he PUBLISHed to
+        the pool's presence server, and a change of it; bob subscribes to alice and gets a
+        NOTIFY with hers. partner.test is `type = federated`, so status notes pass."""
+        def from_bob(e):
+            return e["from"].split("/")[0] == "bob@corp.test"
+
+        def bob_presence(pred, what, since=0, timeout=30):
+            return _wait_after(self.alice, since, pred, what, from_bob, timeout)
+
+        # alice -> bob: SUBSCRIBE toward the pool, bob's PIDF back as XMPP presence
+        r = self.bob.publish(body=_pidf("open", note="at my desk, behind two firewalls"))
+        assert r.status == 200, r.start
+        self.alice.subscribe("bob@corp.test")
+        bob_presence(lambda e: e.get("type") == "subscribed", "bob's subscribed at alice")
+        first = bob_presence(lambda e: e.get("status") == "at my desk, behind two firewalls",
+                             "bob's published state at alice")
+        assert first.get("type") in (None, "", "available"), first
+        n = len(self.alice.events("presence"))
+        r = self.bob.publish(body=_pidf("open", activity="busy", note="in a call"))
+        assert r.status == 200, r.start
+        busy = bob_presence(lambda e: e.get("status") == "in a call", "bob busy at alice",
+                            since=n)
+        assert busy.get("show") == "dnd", busy
+        # bob -> alice: SUBSCRIBE through the pool to the gateway, NOTIFYs with her state
+        self.alice.set_presence(show="away", status="lunch on the internet")
+        r, _dialog = self.bob.subscribe("sip:alice@partner.test", expires=600)
+        assert r.status == 200, r.start
+        m = self.bob.wait_request(
+            "NOTIFY", timeout=30,
+            pred=lambda m: "active" in (m.header("subscription-state") or "")
+            and "lunch on the internet" in m.text)
+        assert m.header("content-type").startswith("application/pidf+xml"), m.start
+        assert "<basic>open" in m.text and ">away<" in m.text, m.text
+        self.alice.set_presence(show="dnd", status="do not disturb")
+        m2 = self.bob.wait_request("NOTIFY", timeout=30,
+                                   pred=lambda m: "do not disturb" in m.text)
+        assert ">dnd<" in m2.text, m2.text
+        return ["alice@partner.test subscribed to bob@corp.test: bob's PUBLISHed note %r "
+                "arrived as XMPP presence, then 'busy' as show=%s"
+                % (first.get("status"), busy.get("show")),
+                "bob@corp.test subscribed to sip:alice@partner.test (SIP %d): NOTIFY %s with "
+                "basic=open show=away %r, then show=dnd" % (
+                    r.status, m.header("subscription-state"), "lunch on the internet")]
+
     def prove_edge_cannot_connect_inside(self):
         before = self.dmz.counters("parley_edge")
         truth = self.internal.scan(INTERNAL_ADDRS, INSIDE_PORTS)
@@ -686,19 +732,41 @@ class Lab:
         link stays up, and a message still crosses."""
         mk = os.path.join(HERE, "mkcerts.sh")
         old = open(os.path.join(self.certs, "link-gateway.pem")).read()
+        edge_pem = os.path.join(self.certs, "edge.pem")
+        served_before = self.edge_serial()
+        assert served_before == _file_serial(edge_pem), served_before
         subprocess.run(["sh", mk, "--kit", "--renew", "--domain", "corp.test", self.certs],
                        check=True, stdout=subprocess.DEVNULL)
         assert open(os.path.join(self.certs, "link-gateway.pem")).read() != old
+        assert _file_serial(edge_pem) != served_before
         n_px, n_gw = self.px.count(r"event=reload\b"), self.gw.count(r"event=reload\b")
         for d in (self.px, self.gw):
             d.proc.send_signal(signal.SIGHUP)
         self.px.wait_log(r"event=reload\b", count=n_px + 1, timeout=10)
         self.gw.wait_log(r"event=reload\b", count=n_gw + 1, timeout=10)
         for d in (self.px, self.gw):
-            assert d.count(r"event=(link_tls_reload|reload_refused)") == 0, d.text()[-2000:]
+            assert d.count(r"event=(link_tls_reload|s2s_tls_reload|reload_refused)\b") == 0, \
+                d.text()[-2000:]
+        # a partner's new handshake sees the renewed S2S certificate
+        served = self.edge_serial()
+        assert served == _file_serial(edge_pem), (served, _file_serial(edge_pem))
         lines = self.prove_im_both_ways()
         return ["mkcerts.sh --kit --renew: new link, edge and SIP certificates from the same CA",
-                "SIGHUP: parley-proxy and parley-gateway logged event=reload, no refusal"] + lines
+                "SIGHUP: parley-proxy and parley-gateway logged event=reload, no refusal",
+                "the edge's S2S certificate seen from the internet (%s:5270): serial %s before,"
+                " %s after (the renewed file's)" % (EDGE_EXT, served_before, served)] + lines
+
+    def edge_serial(self):
+        """The serial of the certificate the edge presents to a new direct-TLS handshake
+        from the internet, as upper-case hex."""
+        code = ("import socket,ssl,sys\n"
+                "c=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); c.load_verify_locations(sys.argv[1])\n"
+                "c.set_alpn_protocols(['xmpp-server'])\n"
+                "s=c.wrap_socket(socket.create_connection((sys.argv[2],5270),timeout=10),"
+                "server_hostname='corp.test')\n"
+                "print(s.getpeercert()['serialNumber'])")
+        r = self.inet.run(PYTHON, "-c", code, os.path.join(self.certs, "ca.pem"), EDGE_EXT)
+        return r.stdout.strip().upper().lstrip("0")
 
     def prove_monitoring(self):
         """Each daemon serves its metrics on its host's loopback only."""
@@ -719,6 +787,7 @@ class Lab:
         (presence, say) is one more prove_* method and one more line here."""
         return [
             ("IM flows both ways across the DMZ", self.prove_im_both_ways),
+            ("presence flows both ways across the DMZ", self.prove_presence),
             ("an outbound stream to a partner whose SRV record names port %d" % ODD_PORT,
              self.prove_odd_port_partner),
             ("the edge cannot open any connection into the internal network",
@@ -746,6 +815,40 @@ def _delete_stale_namespaces():
                               text=True).stdout.split()
         if not pids:
             subprocess.run([IP, "netns", "del", m.group(1)], check=False)
+
+
+_PIDF = """<?xml version='1.0' encoding='UTF-8'?>
+<presence xmlns='urn:ietf:params:xml:ns:pidf'
+  xmlns:dm='urn:ietf:params:xml:ns:pidf:data-model'
+  xmlns:rpid='urn:ietf:params:xml:ns:pidf:rpid' entity='sip:bob@corp.test'>
+ <tuple id='t1'><status><basic>%s</basic></status>%s</tuple>%s
+</presence>"""
+
+
+def _pidf(basic, note=None, activity=None):
+    """bob's PIDF document as his SIP client PUBLISHes it."""
+    return _PIDF % (basic, "<note xml:lang='en'>%s</note>" % note if note else "",
+                    "<dm:person id='p1'><rpid:activities><rpid:%s/></rpid:activities>"
+                    "</dm:person>" % activity if activity else "")
+
+
+def _wait_after(client, since, pred, what, sender, timeout):
+    """A presence event from sender matching pred among client's events after the first
+    `since` presence events."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for e in client.events("presence")[since:]:
+            if sender(e) and pred(e):
+                return e
+        time.sleep(0.05)
+    raise AssertionError("%s: no %s within %.0f s; last presence events %r"
+                         % (client.name, what, timeout, client.events("presence")[-5:]))
+
+
+def _file_serial(pem):
+    r = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", pem],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.strip().split("=", 1)[1].upper().lstrip("0")
 
 
 def _fmt(pairs):
@@ -779,7 +882,7 @@ def main():
                 for line in proof():
                     print("   " + line, flush=True)
                 print("   PROVED (%.1f s)" % (time.monotonic() - t0), flush=True)
-            except AssertionError as e:
+            except (AssertionError, TimeoutError) as e:  # sipua waits raise TimeoutError
                 failed.append(title)
                 print("   FAILED: %s" % str(e)[:3000], flush=True)
         print("\n== Firewall counters after the run", flush=True)

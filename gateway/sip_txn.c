@@ -90,7 +90,9 @@ struct txn_hdr {
 struct sip_ctxn {
 	struct txn_hdr h;
 	uint8_t rtx_idx; /* index of the E interval list used last */
+	uint8_t mi;	 /* enum sip_txn_method, for the counters */
 	bool reliable;
+	uint64_t start_ns; /* uv_hrtime() at the first send, for the duration histogram */
 	struct sip_ctxn *anext, *aprev; /* active (unanswered) list */
 	struct sip_txn_layer *l;
 	struct sip_msg *req; /* borrowed until the callback */
@@ -105,6 +107,7 @@ struct sip_ctxn {
 
 struct sip_stxn {
 	struct txn_base b;
+	uint8_t mi; /* enum sip_txn_method, for the counters */
 	bool reliable;
 	bool final_sent;
 	struct sip_map_node node;
@@ -187,6 +190,83 @@ static void arm(struct sip_txn_layer *l)
 	}
 	now = uv_now(l->loop);
 	uv_timer_start(&l->timer, on_timer, min > now ? min - now : 0, 0);
+}
+
+/* --- counters ---------------------------------------------------------------------- */
+
+static const char *const sip_txn__method_names[SIP_TXN_M__N] = {
+#define SIP_TXN__N(m) #m,
+    SIP_TXN_METHOD_MAP(SIP_TXN__N)
+#undef SIP_TXN__N
+};
+
+const char *sip_txn_method_name(int m)
+{
+	return m >= 0 && m < SIP_TXN_M__N ? sip_txn__method_names[m] : NULL;
+}
+
+enum sip_txn_method sip_txn_method_of(const char *method)
+{
+	if (!method)
+		return SIP_TXN_M_OTHER;
+	/* One candidate per (length, first letter): at most one strcmp. */
+	enum sip_txn_method c = SIP_TXN_M_OTHER;
+	switch (strlen(method)) {
+	case 3:
+		c = SIP_TXN_M_BYE;
+		break;
+	case 4:
+		c = method[0] == 'I' ? SIP_TXN_M_INFO : SIP_TXN_M_OTHER;
+		break;
+	case 5:
+		c = method[0] == 'R'   ? SIP_TXN_M_REFER
+		    : method[0] == 'P' ? SIP_TXN_M_PRACK
+				       : SIP_TXN_M_OTHER;
+		break;
+	case 6:
+		c = method[0] == 'N'   ? SIP_TXN_M_NOTIFY
+		    : method[0] == 'C' ? SIP_TXN_M_CANCEL
+		    : method[0] == 'U' ? SIP_TXN_M_UPDATE
+				       : SIP_TXN_M_OTHER;
+		break;
+	case 7:
+		c = method[0] == 'M'   ? SIP_TXN_M_MESSAGE
+		    : method[0] == 'P' ? SIP_TXN_M_PUBLISH
+		    : method[0] == 'O' ? SIP_TXN_M_OPTIONS
+				       : SIP_TXN_M_OTHER;
+		break;
+	case 8:
+		c = SIP_TXN_M_REGISTER;
+		break;
+	case 9:
+		c = SIP_TXN_M_SUBSCRIBE;
+		break;
+	default:
+		break;
+	}
+	return c != SIP_TXN_M_OTHER && strcmp(method, sip_txn__method_names[c]) == 0
+		   ? c
+		   : SIP_TXN_M_OTHER;
+}
+
+static unsigned status_class(int status)
+{
+	return status < 200    ? 0
+	       : status >= 600 ? SIP_TXN_CLASSES - 1
+			       : (unsigned)(status / 100 - 2);
+}
+
+/* A client transaction's final outcome: counts and duration, before it is freed. */
+static void count_client_final(struct sip_txn_layer *l, const struct sip_ctxn *t, int status)
+{
+	static const uint64_t bounds[SIP_TXN_DURATION_N] = SIP_TXN_DURATION_BOUNDS_US;
+	uint64_t us = (uv_hrtime() - t->start_ns) / 1000u;
+	unsigned b = 0;
+	while (b < SIP_TXN_DURATION_N && us > bounds[b])
+		b++;
+	l->stats.client_final[t->mi][status_class(status)]++;
+	l->stats.client_duration[t->mi][b]++;
+	l->stats.client_duration_sum_us[t->mi] += us;
 }
 
 /* --- layer ------------------------------------------------------------------------- */
@@ -406,6 +486,7 @@ static void ctxn_deliver(struct sip_ctxn *t, struct sip_msg *resp, bool linger)
 static void ctxn_synthesise(struct sip_ctxn *t, int status)
 {
 	struct sip_msg *resp = NULL;
+	count_client_final(t->l, t, status);
 	if (t->cb && t->req) {
 		resp = sip_msg_new_response(t->req, status, NULL, NULL);
 		if (!resp)
@@ -471,6 +552,7 @@ int sip_txn_request(struct sip_txn_layer *l, struct sip_msg *req, const struct s
 	t->arg = arg;
 	t->hop = *hop;
 	t->reliable = sip_proto_reliable(hop->proto);
+	t->mi = (uint8_t)sip_txn_method_of(method);
 	memcpy(t->h.method, method, strlen(method) + 1);
 	memcpy(t->h.branch, l->marker, l->marker_len);
 	sip_random_token(t->h.branch + l->marker_len, 21);
@@ -510,6 +592,7 @@ int sip_txn_request(struct sip_txn_layer *l, struct sip_msg *req, const struct s
 		l->active->aprev = t;
 	l->active = t;
 
+	t->start_ns = uv_hrtime();
 	r = l->io.send(l->io_arg, hop, buf_head(&l->scratch), (size_t)n, &t->flow);
 	if (r) {
 		char hs[96];
@@ -580,6 +663,7 @@ static void client_response(struct sip_txn_layer *l, struct sip_msg *m)
 			t->h.b.state = CS_PROCEEDING;
 			break;
 		}
+		count_client_final(l, t, status);
 		ctxn_deliver(t, m, !t->reliable);
 		break;
 	case CS_COMPLETED:
@@ -667,6 +751,7 @@ int sip_stxn_respond(struct sip_stxn *st, struct sip_msg *resp)
 	}
 	st->final_sent = true;
 	st->b.state = SS_COMPLETED;
+	l->stats.server_final[st->mi][status_class(status)]++;
 	if (st->reliable) {
 		stxn_free(st); /* Timer J is zero on reliable transports */
 	} else {
@@ -755,6 +840,7 @@ static struct sip_stxn *stxn_new(struct sip_txn_layer *l, struct sip_msg *m,
 		return NULL;
 	st->b.kind = TK_SERVER;
 	st->b.state = SS_TRYING;
+	st->mi = (uint8_t)sip_txn_method_of(sip_msg_method(m));
 	st->l = l;
 	st->req = m;
 	st->src = *src;

@@ -103,6 +103,35 @@ void sip_txn_flow_failed(struct sip_txn_layer *l, uint64_t flow);
 /* True if branch carries this layer's loop marker (one of our own Vias). */
 bool sip_txn_is_own_branch(const struct sip_txn_layer *l, const char *branch);
 
+/* Methods the per-method counters know (X-macro: enum and names); any other is OTHER. */
+/* clang-format off */
+#define SIP_TXN_METHOD_MAP(X)                                                                      \
+	X(MESSAGE) X(SUBSCRIBE) X(NOTIFY) X(PUBLISH) X(OPTIONS) X(INFO) X(REFER) X(REGISTER)       \
+	X(BYE) X(CANCEL) X(UPDATE) X(PRACK) X(OTHER)
+enum sip_txn_method {
+#define SIP_TXN__M(m) SIP_TXN_M_##m,
+	SIP_TXN_METHOD_MAP(SIP_TXN__M)
+#undef SIP_TXN__M
+	SIP_TXN_M__N
+};
+/* clang-format on */
+/* "MESSAGE", ..., "OTHER"; NULL outside the enum. */
+const char *sip_txn_method_name(int m);
+/* The enum value of a method name (exact, case-sensitive as RFC 3261 says); OTHER if unknown
+ * or NULL. A switch on length and the first letter: no allocation, no table walk. */
+enum sip_txn_method sip_txn_method_of(const char *method);
+
+/* Final status classes 2xx..6xx are indexed 0..4 (status / 100 - 2). */
+#define SIP_TXN_CLASSES 5
+/* Upper bounds of the client transaction duration histogram, in microseconds (+Inf implied):
+ * 1 ms .. 32 s, Timer F's default. */
+/* clang-format off */
+#define SIP_TXN_DURATION_BOUNDS_US                                                                 \
+	{1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,        \
+	 5000000, 10000000, 32000000}
+/* clang-format on */
+#define SIP_TXN_DURATION_N 14
+
 struct sip_txn_stats {
 	uint64_t client_active;	   /* client transactions not yet answered */
 	uint64_t client_total;	   /* all client transactions (live in the table) */
@@ -115,6 +144,16 @@ struct sip_txn_stats {
 	uint64_t bad_requests;	   /* requests answered 400 */
 	uint64_t stray_responses;  /* responses matching no transaction */
 	uint64_t absorbed;	   /* retransmitted requests absorbed while waiting */
+	/* Client transactions ended, by method and class of the final response (received, or
+	 * synthesised: 408 on Timer F, 503 on a transport failure); abandoned ones are not
+	 * counted. Server transactions by method and class of the final response we sent
+	 * (482 for loops and CANCEL's 200/481 included; stateless 400s are bad_requests). */
+	uint64_t client_final[SIP_TXN_M__N][SIP_TXN_CLASSES];
+	uint64_t server_final[SIP_TXN_M__N][SIP_TXN_CLASSES];
+	/* Client transaction duration, from the first send to the final response, by method:
+	 * bucket i counts durations <= bound i (not cumulative), the last one the rest. */
+	uint64_t client_duration[SIP_TXN_M__N][SIP_TXN_DURATION_N + 1];
+	uint64_t client_duration_sum_us[SIP_TXN_M__N];
 };
 const struct sip_txn_stats *sip_txn_stats(const struct sip_txn_layer *l);
 

@@ -1083,6 +1083,40 @@ static int listen_all(struct s2s *s, const struct conf_strlist *l, net_accept_cb
 	return 0;
 }
 
+/* The inbound TLS server context's settings from conf; false without a cert and a key. */
+static bool server_tls_cfg(const struct s2s_conf *conf, struct tls_ctx_cfg *t)
+{
+	static const char *const alpn[] = {"xmpp-server", NULL};
+	*t = (struct tls_ctx_cfg){.ca_file = conf->ca,
+				  .cert_file = conf->cert,
+				  .key_file = conf->key,
+				  .min_version = TLS1_2_VERSION,
+				  .request_peer_cert = true,
+				  .alpn = alpn};
+	return conf->cert && conf->key;
+}
+
+int s2s_reload_tls(struct s2s *s, const struct s2s_conf *conf, char *err, size_t errlen)
+{
+	struct tls_ctx_cfg t;
+	if (!s->tls)
+		return 0; /* no listeners: nothing presents this certificate inbound */
+	if (!server_tls_cfg(conf, &t)) {
+		snprintf(err, errlen, "[s2s] cert and key are required to listen");
+		log_error(0, "s2s_tls_reload", "err=\"%s\"", err);
+		return PE_CONFIG;
+	}
+	/* tls_ctx_reload swaps the SSL_CTX only once the new one is built: handshakes from
+	 * now on see the new chain, sessions already made hold a reference to the old. */
+	int r = tls_ctx_reload(s->tls, &t, err, errlen);
+	if (r) {
+		log_error(0, "s2s_tls_reload", "dir=in err=\"%s\"", err);
+		return r;
+	}
+	log_info(0, "s2s_tls_reloaded", "dir=in cert=%s", conf->cert);
+	return 0;
+}
+
 int s2s_start(uv_loop_t *loop, const struct s2s_conf *conf, struct link_out *out,
 	      struct s2s **res)
 {
@@ -1095,14 +1129,8 @@ int s2s_start(uv_loop_t *loop, const struct s2s_conf *conf, struct link_out *out
 	s->out = out;
 	stanza_scratch_init(&s->scratch);
 	if (conf->listen.n || conf->listen_tls.n) {
-		static const char *const alpn[] = {"xmpp-server", NULL};
-		struct tls_ctx_cfg t = {.ca_file = conf->ca,
-					.cert_file = conf->cert,
-					.key_file = conf->key,
-					.min_version = TLS1_2_VERSION,
-					.request_peer_cert = true,
-					.alpn = alpn};
-		if (!conf->cert || !conf->key) {
+		struct tls_ctx_cfg t;
+		if (!server_tls_cfg(conf, &t)) {
 			log_error(0, "s2s_config", "err=\"[s2s] cert and key are required to listen\"");
 			s2s_free(s);
 			return PE_CONFIG;

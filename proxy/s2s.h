@@ -56,6 +56,13 @@ int s2s_start(uv_loop_t *loop, const struct s2s_conf *conf, struct link_out *out
 /* Closes every stream with <system-shutdown/> and the listeners. */
 void s2s_stop(struct s2s *s);
 void s2s_free(struct s2s *s);
+/* Reload (SIGHUP): builds a TLS server context from conf's cert, key and ca (conf is only
+ * read during the call) and makes it the one new inbound connections use, STARTTLS and
+ * direct TLS alike; streams already up keep theirs. On failure (a file missing or
+ * unreadable, a key that does not match the certificate, a CA file that does not load) the
+ * current context stays, err names the file and PE_CONFIG is returned (also logged as
+ * event=s2s_tls_reload). Without listeners there is no inbound context: 0. */
+int s2s_reload_tls(struct s2s *s, const struct s2s_conf *conf, char *err, size_t errlen);
 
 struct s2s_out;
 struct dialback;

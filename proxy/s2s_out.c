@@ -1305,6 +1305,45 @@ static struct route *route_get(struct s2s_out *so, const char *local, const char
 
 /* ---- public ---- */
 
+/* Both client contexts from s2s's cert/key/ca: STARTTLS without ALPN, direct TLS with
+ * "xmpp-server" (XEP-0368). Both or neither: returns 0, or PE_CONFIG with err written. */
+static int client_tls_new(const struct s2s_conf *s2s, struct tls_ctx **starttls,
+			  struct tls_ctx **direct, char *err, size_t errlen)
+{
+	static const char *const alpn[] = {"xmpp-server", NULL};
+	struct tls_ctx_cfg t = {.ca_file = s2s->ca,
+				.cert_file = s2s->cert,
+				.key_file = s2s->key,
+				.min_version = TLS1_2_VERSION};
+	*starttls = tls_ctx_new(false, &t, err, errlen);
+	t.alpn = alpn;
+	*direct = *starttls ? tls_ctx_new(false, &t, err, errlen) : NULL;
+	if (!*direct) {
+		tls_ctx_free(*starttls);
+		*starttls = NULL;
+		return PE_CONFIG;
+	}
+	return 0;
+}
+
+int s2s_out_reload_tls(struct s2s_out *so, const struct s2s_conf *s2s, char *err, size_t errlen)
+{
+	struct tls_ctx *st, *dt;
+	if (client_tls_new(s2s, &st, &dt, err, errlen)) {
+		log_error(0, "s2s_tls_reload", "dir=out err=\"%s\"", err);
+		return PE_CONFIG;
+	}
+	/* Streams only take a context when they start TLS (net_conn_start_tls makes the
+	 * session then), so swapping the pointers is enough: sessions made from the old
+	 * contexts hold their own SSL_CTX references. */
+	tls_ctx_free(so->tls_starttls);
+	tls_ctx_free(so->tls_direct);
+	so->tls_starttls = st;
+	so->tls_direct = dt;
+	log_info(0, "s2s_tls_reloaded", "dir=out cert=%s", s2s->cert ? s2s->cert : "none");
+	return 0;
+}
+
 int s2s_out_start(uv_loop_t *loop, const struct s2s_conf *s2s, const struct s2s_out_conf *conf,
 		  const struct s2s_out_hooks *hooks, struct s2s_out **res)
 {
@@ -1317,15 +1356,7 @@ int s2s_out_start(uv_loop_t *loop, const struct s2s_conf *s2s, const struct s2s_
 	so->conf = conf;
 	so->hooks = *hooks;
 	buf_init(&so->scratch, 0);
-	static const char *const alpn[] = {"xmpp-server", NULL};
-	struct tls_ctx_cfg t = {.ca_file = s2s->ca,
-				.cert_file = s2s->cert,
-				.key_file = s2s->key,
-				.min_version = TLS1_2_VERSION};
-	so->tls_starttls = tls_ctx_new(false, &t, err, sizeof err);
-	t.alpn = alpn;
-	so->tls_direct = so->tls_starttls ? tls_ctx_new(false, &t, err, sizeof err) : NULL;
-	if (!so->tls_direct) {
+	if (client_tls_new(s2s, &so->tls_starttls, &so->tls_direct, err, sizeof err)) {
 		log_error(0, "s2s_out_tls", "err=\"%s\"", err);
 		s2s_out_free(so);
 		return PE_TLS;

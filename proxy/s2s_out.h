@@ -70,6 +70,12 @@ void s2s_out_stop(struct s2s_out *o);
 /* After the loop closed every handle (s2s_out_stop first). NULL is a no-op. */
 void s2s_out_free(struct s2s_out *o);
 
+/* Reload (SIGHUP): new client TLS contexts from s2s's cert, key and ca (only read during the
+ * call), used by connections opened from now on; streams already up keep theirs. Both
+ * contexts or neither: on failure the current ones stay, err names the file and PE_CONFIG is
+ * returned (also logged as event=s2s_tls_reload). */
+int s2s_out_reload_tls(struct s2s_out *o, const struct s2s_conf *s2s, char *err, size_t errlen);
+
 /* A new federation policy: used by streams set up from now on. */
 void s2s_out_set_policy(struct s2s_out *o, const Parley__Link__PolicySnapshot *snap);
 

@@ -47,6 +47,10 @@ def test_im_both_ways(lab):
     lab.prove_im_both_ways()
 
 
+def test_presence(lab):
+    lab.prove_presence()
+
+
 def test_outbound_to_partner_on_unusual_port(lab):
     lab.prove_odd_port_partner()
 
@@ -99,10 +103,10 @@ def _help_config(binary):
     keys = set()
     for line in r.stdout.splitlines()[1:]:
         f = line.split()
-        if f[0] == "partner" and f[1] == '"*"':
+        if f[1] == '"*"':  # a named section: partner "*", user "*"
             if f[2].startswith("("):
                 continue
-            keys.add(("partner", f[2]))
+            keys.add((f[0], f[2]))
         else:
             keys.add((f[0], f[1]))
     return keys

@@ -96,6 +96,32 @@ static void test_render_exact(void **state)
 	metrics_free(m);
 }
 
+/* A collector loading counts a module keeps in its own fixed buckets. */
+static void test_hist_set(void **state)
+{
+	(void)state;
+	struct metrics *m = metrics_new();
+	static const double bounds[] = {0.001, 0.01};
+	struct metrics_hist *h =
+	    metrics_histogram(m, "parley_t_seconds", "T.", "method=\"MESSAGE\"", bounds, 2);
+	assert_non_null(h);
+	metrics_hist_observe(h, 5); /* replaced, not added to */
+	const uint64_t b[3] = {4, 0, 1};
+	metrics_hist_set(h, b, 2, 9.0); /* wrong length: ignored */
+	metrics_hist_set(NULL, b, 3, 1.0);
+	metrics_hist_set(h, b, 3, 2.5);
+	char *s = render(m);
+	assert_string_equal(s, "# HELP parley_t_seconds T.\n"
+			       "# TYPE parley_t_seconds histogram\n"
+			       "parley_t_seconds_bucket{method=\"MESSAGE\",le=\"0.001\"} 4\n"
+			       "parley_t_seconds_bucket{method=\"MESSAGE\",le=\"0.01\"} 4\n"
+			       "parley_t_seconds_bucket{method=\"MESSAGE\",le=\"+Inf\"} 5\n"
+			       "parley_t_seconds_sum{method=\"MESSAGE\"} 2.5\n"
+			       "parley_t_seconds_count{method=\"MESSAGE\"} 5\n");
+	free(s);
+	metrics_free(m);
+}
+
 static void test_same_slot(void **state)
 {
 	(void)state;
@@ -237,6 +263,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_empty),
 	    cmocka_unit_test(test_render_exact),
+	    cmocka_unit_test(test_hist_set),
 	    cmocka_unit_test(test_same_slot),
 	    cmocka_unit_test(test_rejects),
 	    cmocka_unit_test(test_help_escaping_and_floats),

@@ -501,6 +501,81 @@ static void test_server_provisional_then_final(void **state)
 	assert_string_equal(sip_msg_to_tag(f->sent[2].m), sip_stxn_local_tag(st));
 }
 
+/* Per-method, per-class counters and the duration histogram: finals received, synthesised
+ * (408, 503) and sent; provisionals, retransmissions and abandoned transactions not counted. */
+static void test_counters_by_method_and_class(void **state)
+{
+	struct fix *f = *state;
+	struct sip_hop h = hop(SIP_PROTO_TCP);
+	const struct sip_txn_stats *s = sip_txn_stats(f->l);
+	struct sip_msg *a = make_request("MESSAGE"), *b = make_request("SUBSCRIBE"),
+		       *c = make_request("MESSAGE"), *d = make_request("FOO");
+	struct sip_ctxn *t;
+
+	assert_int_equal(sip_txn_method_of("MESSAGE"), SIP_TXN_M_MESSAGE);
+	assert_int_equal(sip_txn_method_of("PUBLISH"), SIP_TXN_M_PUBLISH);
+	assert_int_equal(sip_txn_method_of("OPTIONS"), SIP_TXN_M_OPTIONS);
+	assert_int_equal(sip_txn_method_of("PRACK"), SIP_TXN_M_PRACK);
+	assert_int_equal(sip_txn_method_of("UPDATE"), SIP_TXN_M_UPDATE);
+	assert_int_equal(sip_txn_method_of("message"), SIP_TXN_M_OTHER); /* case-sensitive */
+	assert_int_equal(sip_txn_method_of("MESSAGX"), SIP_TXN_M_OTHER);
+	assert_int_equal(sip_txn_method_of(""), SIP_TXN_M_OTHER);
+	assert_int_equal(sip_txn_method_of(NULL), SIP_TXN_M_OTHER);
+	for (int m = 0; m < SIP_TXN_M__N; m++)
+		assert_int_equal(sip_txn_method_of(sip_txn_method_name(m)), m);
+	assert_null(sip_txn_method_name(SIP_TXN_M__N));
+
+	assert_int_equal(sip_txn_request(f->l, a, &h, on_final, f, NULL), 0);
+	assert_int_equal(sip_txn_request(f->l, b, &h, on_final, f, NULL), 0);
+	assert_int_equal(sip_txn_request(f->l, d, &h, on_final, f, NULL), 0);
+	answer(f, 0, 100, SIP_PROTO_TCP); /* provisional: nothing counted */
+	assert_int_equal(s->client_final[SIP_TXN_M_MESSAGE][0], 0);
+	answer(f, 0, 202, SIP_PROTO_TCP);
+	answer(f, 1, 489, SIP_PROTO_TCP);
+	answer(f, 2, 699, SIP_PROTO_TCP);
+	assert_int_equal(s->client_final[SIP_TXN_M_MESSAGE][0], 1);
+	assert_int_equal(s->client_final[SIP_TXN_M_SUBSCRIBE][2], 1);
+	assert_int_equal(s->client_final[SIP_TXN_M_OTHER][4], 1);
+	/* a synthesised 503 counts as 5xx; an abandoned transaction not at all */
+	f->send_result = UV_ECONNREFUSED;
+	assert_int_equal(sip_txn_request(f->l, c, &h, on_final, f, NULL), 0);
+	run_for(f, 5);
+	assert_int_equal(f->last_status, 503);
+	assert_int_equal(s->client_final[SIP_TXN_M_MESSAGE][3], 1);
+	f->send_result = 0;
+	assert_int_equal(sip_txn_request(f->l, c, &h, on_final, f, &t), 0);
+	sip_ctxn_abandon(t);
+	uint64_t n = 0, msg = 0;
+	for (int m = 0; m < SIP_TXN_M__N; m++)
+		for (int k = 0; k < SIP_TXN_CLASSES; k++)
+			n += s->client_final[m][k];
+	for (int k = 0; k <= SIP_TXN_DURATION_N; k++)
+		msg += s->client_duration[SIP_TXN_M_MESSAGE][k];
+	assert_int_equal(n, 4);
+	assert_int_equal(msg, 2);
+	/* answered within the loop's turn: the first bucket (<= 1 ms) */
+	assert_int_equal(s->client_duration[SIP_TXN_M_SUBSCRIBE][0], 1);
+	assert_true(s->client_duration_sum_us[SIP_TXN_M_MESSAGE] < 1000000);
+
+	/* server side: the final we sent, by method; 482 for a loop counts too */
+	struct sip_hop src = hop(SIP_PROTO_UDP);
+	f->auto_answer = 200;
+	assert_int_equal(sip_txn_input(f->l, peer_request("NOTIFY", "z9hG4bKn1", NULL), &src), 0);
+	/* its retransmission is re-answered, not counted again */
+	assert_int_equal(sip_txn_input(f->l, peer_request("NOTIFY", "z9hG4bKn1", NULL), &src), 0);
+	f->auto_answer = 0;
+	assert_int_equal(sip_txn_input(f->l, peer_request("MESSAGE", "z9hG4bKn2", NULL), &src), 0);
+	assert_int_equal(sip_stxn_reply(f->st, 100, NULL), 0);
+	assert_int_equal(s->server_final[SIP_TXN_M_MESSAGE][0], 0);
+	assert_int_equal(sip_stxn_reply(f->st, 404, NULL), 0);
+	assert_int_equal(s->server_final[SIP_TXN_M_NOTIFY][0], 1);
+	assert_int_equal(s->server_final[SIP_TXN_M_MESSAGE][2], 1);
+	sip_msg_free(a);
+	sip_msg_free(b);
+	sip_msg_free(c);
+	sip_msg_free(d);
+}
+
 int main(void)
 {
 	log_init("test_sip_txn", LL_ERROR);
@@ -516,6 +591,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_server_rport_and_tcp, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_loop_bad_ack_cancel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_provisional_then_final, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_counters_by_method_and_class, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
