@@ -665,10 +665,337 @@ def bench_store(rows=100_000, autocommit_rows=20_000):
         print("store summary: missing figure %s" % e, flush=True)
 
 
+# ---- presence: notifications both ways, refreshes, stored subscriptions (issue 7) ----
+#
+# pres_partner (partner.test: an inbound S2S stream to the edge, and the server the edge's
+# outbound S2S stream reaches through the partner's fixed `proxy` address) <-> parley-proxy
+# <-> parley-gateway <-> pres_pool (the SIP front-end pool over TCP: presence server of
+# bob<k>@corp.test, and N SIP watchers). Pairs are u<k>@partner.test <-> bob<k>@corp.test.
+# The gateway has CPU 1 to itself; the proxy, the pool and the partner share CPU 0.
+
+PB_S2S = "127.0.0.70"      # the edge's S2S listener
+PB_LINK = "127.0.0.71"     # the internal link
+PB_GW_SIP = "127.0.0.72"   # the gateway's SIP listener (TCP)
+PB_POOL = "127.0.0.73"     # pres_pool
+PB_PARTNER = "127.0.0.74"  # pres_partner's server for the edge's outbound stream
+PB_GEN_SRC = "127.0.0.75"  # pres_partner's source address toward the edge
+PB_CPUS = {"gateway": "1", "proxy": "0", "pool": "0", "partner": "0"}
+
+
+class _Lines:
+    """A child's stdout read by a thread; line(prefix) waits for the next line with it."""
+
+    def __init__(self, proc, name):
+        self.proc, self.name = proc, name
+        self.q = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.q.put(line)
+        self.q.put(None)
+
+    def say(self, text):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def line(self, prefix, timeout):
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.q.get(timeout=max(0.01, end - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                raise RuntimeError("%s: no %r line within %.0f s (stderr: %s)"
+                                   % (self.name, prefix, timeout,
+                                      self.proc.stderr.read() if self.proc.poll() is not None
+                                      else "running"))
+            if line.startswith(prefix):
+                return line
+
+    def ask(self, text, prefix, timeout=120):
+        self.say(text)
+        return self.line(prefix, timeout)
+
+
+def _kv(line):
+    """The numeric key=value fields of a line."""
+    out = {}
+    for k, _, v in (x.partition("=") for x in line.split() if "=" in x):
+        try:
+            out[k] = float(v)
+        except ValueError:
+            pass
+    return out
+
+
+def _pres_popen(argv, cpus):
+    pre = ["taskset", "-c", cpus] if cpus is not None else []
+    return subprocess.Popen(pre + [str(a) for a in argv], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class _PresPipe:
+    """pres_pool, pres_partner, parley-proxy and parley-gateway in run_dir. db: a store to
+    start the gateway with (else a new one in run_dir); gw_log: the gateway's log level."""
+
+    def __init__(self, work, run_dir, window=256, pool_expires=3600, dbgen=None, gw_log="info",
+                 refresh="28800s"):
+        self.px = self.gw = self.pool = self.partner = None
+        os.makedirs(run_dir, exist_ok=True)
+        db = os.path.join(run_dir, "gateway.db")
+        try:
+            uport = free_port(PB_POOL)
+            if dbgen:
+                # a store left by a gateway with these subscriptions (pool at uport)
+                r = subprocess.run([_benchbin("pres_dbgen"), "--db", db, "--pool",
+                                    "%s:%d" % (PB_POOL, uport)] + [str(a) for a in dbgen],
+                                   capture_output=True, text=True, timeout=600)
+                if r.returncode != 0:
+                    raise RuntimeError("pres_dbgen: %s" % r.stderr.strip())
+            gport = free_port(PB_GW_SIP)
+            rport = free_port(PB_PARTNER)
+            self.pool = _pres_popen([_benchbin("pres_pool"), "--tcp", "%s:%d" % (PB_POOL, uport),
+                                     "--gw", "%s:%d" % (PB_GW_SIP, gport), "--window", window,
+                                     "--expires", pool_expires], PB_CPUS["pool"])
+            self.pool_io = _Lines(self.pool, "pres_pool")
+            self.pool_io.line("ready", 10)
+            self.s2s_port = free_port(PB_S2S)
+            self.partner = _pres_popen([_benchbin("pres_partner"), "--listen",
+                                        "%s:%d" % (PB_PARTNER, rport), "--certs", work,
+                                        "--host", PB_S2S, "--port", self.s2s_port,
+                                        "--src", PB_GEN_SRC], PB_CPUS["partner"])
+            self.partner_io = _Lines(self.partner, "pres_partner")
+            self.partner_io.line("ready", 10)
+            link = free_port(PB_LINK)
+            self.px = Daemon("parley-proxy", run_dir, "proxy",
+                             proxy_conf(work, link, host=PB_LINK) +
+                             s2s_conf(work, "%s:%d" % (PB_S2S, self.s2s_port), max_per_ip=100,
+                                      extra="rate_limit = 0\n")).start()
+            _ImPipe._pin(self.px.pid, PB_CPUS["proxy"])
+            self.px.wait_log(r"event=s2s_listen ")
+            pol = policy_conf(partners={"partner.test": {"type": "federated",
+                                                         "proxy": "%s:%d" % (PB_PARTNER, rport)}},
+                              subscription_refresh=refresh)
+            sip = ("[sip]\nlisten_tcp = %s:%d\npool = tcp:%s:%d\n"
+                   % (PB_GW_SIP, gport, PB_POOL, uport))
+            state = "[state]\npath = %s\n" % db
+            self.gw = Daemon("parley-gateway", run_dir, "gateway",
+                             gateway_conf(work, link, edge_host=PB_LINK,
+                                          policy=pol + sip + state).replace(
+                                 "log_level = info", "log_level = %s" % gw_log)).start()
+            _ImPipe._pin(self.gw.pid, PB_CPUS["gateway"])
+            self.px.wait_log(r"event=policy_applied", timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    def pids(self):
+        return {"gateway": self.gw.pid, "proxy": self.px.pid, "pool": self.pool.pid,
+                "partner": self.partner.pid}
+
+    def stop(self):
+        for p in (self.partner, self.pool):
+            if p and p.poll() is None:
+                try:
+                    p.stdin.write("quit\n")
+                    p.stdin.flush()
+                except (BrokenPipeError, OSError):
+                    pass
+        if self.gw:
+            self.gw.stop()
+        if self.px:
+            self.px.stop()
+        for p in (self.partner, self.pool):
+            _stop_popen(p)
+
+
+def _pres_cpu_text(cpu):
+    return ("CPU us/notification gateway %.1f, proxy %.1f, pool %.1f, partner %.1f; interrupts "
+            "%.2f cores, other load on the machine %.2f cores"
+            % (cpu["gateway"], cpu["proxy"], cpu["pool"], cpu["partner"], cpu["softirq"],
+               cpu["others"]))
+
+
+def _pres_to_xmpp(work, run_dir, users, n, window):
+    """Item 1: `users` partner users subscribe to bob<k> through the real path (subscribe
+    over S2S -> SUBSCRIBE -> 200 + NOTIFY active -> subscribed + presence over the edge's
+    outbound stream), then the pool sends n NOTIFYs (one in flight per dialog, `window` in
+    all) and pres_partner counts the presence stanzas that arrive. Returns (stanzas/s at the
+    partner, setup seconds, cpu)."""
+    pipe = _PresPipe(work, run_dir, window=window)
+    try:
+        t0 = time.monotonic()
+        pipe.partner_io.ask("send subscribe %d" % users, "sent ")
+        subs = _kv(pipe.pool_io.ask("wait subs %d 10000" % users, "subs "))
+        got = _kv(pipe.partner_io.ask("wait all %d 10000" % (2 * users), "got "))
+        setup = time.monotonic() - t0
+        if subs["complete"] != 1 or got["complete"] != 1:
+            raise RuntimeError("presence setup: %d of %d dialogs, %d of %d stanzas at the "
+                               "partner" % (subs["n"], users, got["n"], 2 * users))
+        time.sleep(0.5)  # the last stores commit
+        pipe.pool_io.ask("reset", "reset")
+        pipe.partner_io.ask("reset", "reset")
+        watch = _CpuWatch(pipe.pids())
+        pipe.pool_io.say("notify %d" % n)
+        got = _kv(pipe.partner_io.ask("wait avail %d 5000" % n, "got ", 600))
+        ok = _kv(pipe.pool_io.ask("wait notify_ok %d 5000" % n, "notify_ok ", 60))
+        cpu = watch.done(n)
+        if got["complete"] != 1:
+            raise RuntimeError("presence to XMPP: %d of %d stanzas arrived (%d NOTIFYs "
+                               "answered 200)" % (got["n"], n, ok["n"]))
+        return got["rate"], setup, cpu, ok["rate"]
+    finally:
+        pipe.stop()
+
+
+def _pres_to_sip(work, run_dir, users, n, window):
+    """Item 2: `users` SIP watchers bob<k> subscribe to u<k>@partner.test (SUBSCRIBE -> 200 +
+    NOTIFY pending, subscribe over the outbound stream), pres_partner answers `subscribed`
+    (-> NOTIFY active), then sends n available presences round-robin over the users and the
+    pool counts the NOTIFYs. A change that comes while the dialog's NOTIFY is unanswered is
+    sent after it, merged with any later ones, so NOTIFYs can be fewer than stanzas. Returns
+    (NOTIFYs/s at the pool, setup seconds, cpu per stanza, NOTIFYs, stanzas handled/s)."""
+    pipe = _PresPipe(work, run_dir, window=window)
+    try:
+        t0 = time.monotonic()
+        pipe.pool_io.say("watch %d" % users)
+        ok = _kv(pipe.pool_io.ask("wait watch_ok %d 10000" % users, "watch_ok "))
+        asked = _kv(pipe.partner_io.ask("wait subscribe %d 10000" % users, "got "))
+        if ok["complete"] != 1 or asked["complete"] != 1:
+            raise RuntimeError("watchers: %d of %d SUBSCRIBEs accepted, %d subscribe stanzas "
+                               "at the partner" % (ok["n"], users, asked["n"]))
+        pipe.partner_io.ask("send subscribed %d" % users, "sent ")
+        act = _kv(pipe.pool_io.ask("wait n_active %d 10000" % users, "n_active "))
+        setup = time.monotonic() - t0
+        if act["complete"] != 1:
+            raise RuntimeError("watchers: %d of %d active NOTIFYs" % (act["n"], users))
+        time.sleep(0.5)
+        pipe.pool_io.ask("reset", "reset")
+        watch = _CpuWatch(pipe.pids())
+        sent = _kv(pipe.partner_io.ask("send avail %d %d" % (users, n), "sent ", 600))
+        got = _kv(pipe.pool_io.ask("wait n_active %d 3000" % n, "n_active ", 600))
+        cpu = watch.done(n)
+        # stanzas/s from the first write to the last NOTIFY (one clock: CLOCK_MONOTONIC)
+        handled = n * 1e9 / max(1.0, got["last_ns"] - sent["start_ns"])
+        return got["rate"], setup, cpu, int(got["n"]), handled
+    finally:
+        pipe.stop()
+
+
+def _log_ms(line):
+    """Milliseconds of the day of a log line's timestamp."""
+    m = re.match(r"\S+T(\d+):(\d+):(\d+)\.(\d+)Z", line)
+    h, mi, sec, ms = (int(x) for x in m.groups())
+    return ((h * 60 + mi) * 60 + sec) * 1000 + ms
+
+
+def _pres_stored(work, run_dir, subs, due):
+    """Items 3 and 4: the gateway starts on a store holding `subs` active subscriptions
+    toward the pool (pres_dbgen). Returns a dict: load_ms (store opened to every dialog
+    loaded), rss_kib / hwm_kib after the load, and with due (every subscription already
+    expired: all are refreshed at the first tick, in their dialogs) the refreshes/s the pool
+    answered, the gateway's CPU us per refresh and its peak RSS after them."""
+    pipe = _PresPipe(work, run_dir, dbgen=["--uac", subs, "--expires-in", -1 if due else 3600])
+    try:
+        out = {}
+        pipe.gw.wait_log(r"event=presence_loaded", timeout=300)
+        cpu0 = _cpu_total_s(pipe.gw.pid)
+        text = pipe.gw.text()
+        opened = re.search(r"^.*event=store_open .*$", text, re.M).group(0)
+        loaded = re.search(r"^.*event=presence_loaded .*$", text, re.M).group(0)
+        out["load_ms"] = _log_ms(loaded) - _log_ms(opened)
+        out["loaded"] = int(re.search(r"uac=(\d+)", loaded).group(1))
+        st = _proc_status(pipe.gw.pid)
+        out["rss_kib"], out["hwm_kib"] = st["VmRSS"], st["VmHWM"]
+        if due:
+            r = _kv(pipe.pool_io.ask("wait refresh %d 5000" % subs, "refresh ", 600))
+            out["refreshed"], out["refresh_rate"] = int(r["n"]), r["rate"]
+            out["gw_us_per_refresh"] = (_cpu_total_s(pipe.gw.pid) - cpu0) * 1e6 / max(1, r["n"])
+            time.sleep(1.0)
+            out["hwm_after_kib"] = _proc_status(pipe.gw.pid)["VmHWM"]
+        return out
+    finally:
+        pipe.stop()
+
+
+def _proc_status(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def bench_presence(runs=3, users=10_000, n=1_000_000, n_sip=300_000, window=1024,
+                   stored_subs=100_000):
+    """make bench BENCH_ARGS=presence: the issue-7 figures (targets: >= 100 000 presence
+    notifications/s toward XMPP watchers, >= 20 000 NOTIFYs/s toward SIP watchers)."""
+    work = _s2s_certs()
+    res = []
+    for i in range(runs):
+        rate, setup, cpu, pool_rate = _pres_to_xmpp(work, os.path.join(work, "x%d" % i), users,
+                                                    n, window)
+        res.append((rate, cpu))
+        print("presence to XMPP, run %d: %d users subscribed through S2S + SUBSCRIBE in %.1f s; "
+              "%d NOTIFYs (PIDF, %d in flight): %d presence stanzas/s at the partner (NOTIFYs "
+              "answered %d/s); %s" % (i + 1, users, setup, n, window, rate, pool_rate,
+                                      _pres_cpu_text(cpu)), flush=True)
+    res_sip = []
+    for i in range(runs):
+        rate, setup, cpu, got, handled = _pres_to_sip(work, os.path.join(work, "s%d" % i),
+                                                      users, n_sip, window)
+        res_sip.append((rate, cpu, handled, cpu["gateway"] * n_sip / max(1, got)))
+        print("presence to SIP, run %d: %d SIP watchers subscribed and authorised in %.1f s; "
+              "%d presence stanzas sent, %d NOTIFYs at the pool (%d/s first to last); stanzas "
+              "handled %d/s (first write to last NOTIFY); per stanza: %s"
+              % (i + 1, users, setup, n_sip, got, rate, handled,
+                 _pres_cpu_text(cpu).replace("us/notification", "us")), flush=True)
+    stored = []
+    for i in range(runs):
+        st = _pres_stored(work, os.path.join(work, "m%d" % i), stored_subs, due=False)
+        rf = _pres_stored(work, os.path.join(work, "r%d" % i), stored_subs, due=True)
+        stored.append((st, rf))
+        print("presence stored, run %d: %d subscriptions loaded in %d ms; gateway VmRSS %d KiB "
+              "(peak %d KiB) after the load; all due at start: %d of %d refreshed in their "
+              "dialogs, %d refreshes/s answered by the pool, gateway CPU %.1f us/refresh, peak "
+              "RSS %d KiB after them"
+              % (i + 1, st["loaded"], st["load_ms"], st["rss_kib"], st["hwm_kib"],
+                 rf["refreshed"], stored_subs, rf["refresh_rate"], rf["gw_us_per_refresh"],
+                 rf["hwm_after_kib"]), flush=True)
+    res.sort(key=lambda r: r[0])
+    gw = min(r[1]["gateway"] for r in res)
+    print("presence summary, to XMPP: presence stanzas/s at the partner best %d, median %d "
+          "(target >= 100 000); gateway best %.1f us/notification = %.0f/s per core"
+          % (res[-1][0], res[len(res) // 2][0], gw, 1e6 / gw), flush=True)
+    res_sip.sort(key=lambda r: r[0])
+    hs = sorted(r[2] for r in res_sip)
+    per = sorted(r[3] for r in res_sip)
+    print("presence summary, to SIP: NOTIFYs/s at the pool best %d, median %d (target >= "
+          "20 000); gateway %.1f-%.1f us per NOTIFY sent; presence stanzas handled (first "
+          "write to last NOTIFY, changes to a dialog with a NOTIFY unanswered are merged) "
+          "%d-%d/s, median %d"
+          % (res_sip[-1][0], res_sip[len(res_sip) // 2][0], per[0], per[-1], hs[0], hs[-1],
+             hs[len(hs) // 2]), flush=True)
+    rates = sorted(r["refresh_rate"] for _, r in stored)
+    print("presence summary, stored: %d subscriptions load in %d-%d ms, gateway VmRSS %d-%d KiB "
+          "after the load (peak %d-%d KiB); refreshes/s %d-%d (median %d), gateway best %.1f "
+          "us/refresh"
+          % (stored_subs, min(s["load_ms"] for s, _ in stored),
+             max(s["load_ms"] for s, _ in stored), min(s["rss_kib"] for s, _ in stored),
+             max(s["rss_kib"] for s, _ in stored), min(s["hwm_kib"] for s, _ in stored),
+             max(s["hwm_kib"] for s, _ in stored), rates[0], rates[-1], rates[len(rates) // 2],
+             min(r["gw_us_per_refresh"] for _, r in stored)), flush=True)
+
+
 from sip_bench import bench_sip  # noqa: E402
 
 BENCHES = {"link": bench_link, "s2s": bench_s2s, "micro": bench_binaries, "sip": bench_sip,
-           "im": bench_im, "store": bench_store}
+           "im": bench_im, "store": bench_store,
+           "presence": bench_presence}
 
 
 def main(argv):
