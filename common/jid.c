@@ -354,3 +354,15 @@ bool jid_equal(const char *a, size_t alen, const char *b, size_t blen)
 	int cmp;
 	return jid_compare(a, alen, b, blen, 0, &cmp) == 0 && cmp == 0;
 }
+
+int jid_normalize_bare(const char *jid, char *out, size_t cap)
+{
+	struct jid j;
+	if (!jid)
+		return PE_INVAL;
+	int r = jid_normalize(jid, strlen(jid), out, cap, &j);
+	if (r < 0)
+		return r;
+	out[(size_t)(j.domain.p + j.domain.n - out)] = 0;
+	return 0;
+}

@@ -72,6 +72,11 @@ int jid_resourceprep(const char *s, size_t len, char *out, size_t cap);
  * PE_TOOBIG as jid_parse and the part preparations do. */
 int jid_normalize(const char *s, size_t len, char *out, size_t cap, struct jid *j);
 
+/* The normalised bare JID ("local@domain" or "domain") of the NUL-terminated jid, written
+ * to out (cap >= JID_BUF suffices). Returns 0, or PE_INVAL (NULL or not a valid JID),
+ * PE_TOOBIG as jid_normalize. */
+int jid_normalize_bare(const char *jid, char *out, size_t cap);
+
 /* B3: compares two JIDs after normalising both. flags: JID_CMP_BARE ignores the
  * resourceparts. On success stores in *cmp a value <0, 0 or >0 ordering the normalised
  * forms bytewise (0: the same JID) and returns 0; returns PE_INVAL or PE_TOOBIG if either

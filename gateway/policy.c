@@ -349,14 +349,13 @@ static int gw_policy__check_partner(struct gw_policy__check *k, size_t i)
 	return 0;
 }
 
-/* The bare, normalised form of jid into out (JID_BUF). Returns 0 or PE_INVAL. */
+/* The bare, normalised form of a user's jid into out (JID_BUF): a local part is required.
+ * Returns 0 or PE_INVAL. */
 static int gw_policy__bare(const char *jid, char *out, size_t cap)
 {
-	struct jid j;
-	if (!jid || jid_normalize(jid, strlen(jid), out, cap, &j) < 0)
+	if (jid_normalize_bare(jid, out, cap) != 0 || !strchr(out, '@'))
 		return PE_INVAL;
-	out[(size_t)(j.domain.p + j.domain.n - out)] = '\0';
-	return j.local.n ? 0 : PE_INVAL;
+	return 0;
 }
 
 static int gw_policy__user_cmp(const void *a, const void *b)

@@ -24,10 +24,10 @@
 
 #define TICK_MS 1000
 #define MAX_SUBSCRIBES_PER_TICK 10000 /* about 6 MB toward the pool per tick */
-#define MAX_RESOURCES 16   /* resources remembered per contact */
-#define MAX_ACKS 65536	   /* stanzas waiting for a commit before the link is told */
+#define MAX_RESOURCES 16	      /* resources remembered per contact */
+#define MAX_ACKS 65536		      /* stanzas waiting for a commit before the link is told */
 #define MAX_CONTACTS 1000000 /* partner users whose presence is cached (peer-driven: bounded) */
-#define REFRESH_MARGIN 0.9 /* refresh at 90% of the granted time */
+#define REFRESH_MARGIN 0.9   /* refresh at 90% of the granted time */
 #define DEFAULT_UAS_EXPIRES 3600
 /* Our CSeq in a dialog is written every CSEQ_STRIDE requests, and a restarted gateway
  * starts CSEQ_STRIDE above what it finds: always higher than anything it sent, without a
@@ -117,22 +117,15 @@ static char *dup0(const char *s)
 	return d;
 }
 
-static int64_t wall_now(void) { return (int64_t)time(NULL); }
+static int64_t wall_now(void)
+{
+	return (int64_t)time(NULL);
+}
 
 static uint32_t refresh_s(const struct presence *p)
 {
 	uint32_t r = p->pol && p->pol->timers ? p->pol->timers->subscription_refresh_s : 28800;
 	return r ? r : 28800;
-}
-
-/* The bare, normalised form of jid into out (JID_BUF); 0 or an error. */
-static int bare_of(const char *jid, char *out, size_t cap)
-{
-	struct jid j;
-	if (!jid || jid_normalize(jid, strlen(jid), out, cap, &j) < 0)
-		return PE_INVAL;
-	out[(size_t)(j.domain.p + j.domain.n - out)] = 0;
-	return 0;
 }
 
 /* The resourcepart of jid (normalised) into out, "" if none. */
@@ -161,7 +154,8 @@ static bool sees_notes(const struct presence *p, const char *partner_bare)
 		for (size_t k = 0; !match && k < pt->n_additional_domains; k++)
 			match = strcasecmp(pt->additional_domains[k], d) == 0;
 		if (match)
-			return !pt->has_type || pt->type == PARLEY__LINK__PARTNER_TYPE__PARTNER_FEDERATED;
+			return !pt->has_type ||
+			       pt->type == PARLEY__LINK__PARTNER_TYPE__PARTNER_FEDERATED;
 	}
 	return false;
 }
@@ -174,8 +168,7 @@ static int pair_key(int dir, const char *jid, const char *sip, char *out, size_t
 
 /* ---- subscriptions in memory ---- */
 
-static struct psub *pair_find(const struct presence *p, int dir, const char *jid,
-			      const char *sip)
+static struct psub *pair_find(const struct presence *p, int dir, const char *jid, const char *sip)
 {
 	char key[3 * JID_BUF];
 	int n = pair_key(dir, jid, sip, key, sizeof key);
@@ -392,9 +385,9 @@ static void unpersist(struct psub *ps)
 
 /* ---- toward XMPP ---- */
 
-static void send_presence(struct presence *p, const char *from, const char *to,
-			  const char *type, enum pidf_show show, const char *status,
-			  const char *lang, const int *priority)
+static void send_presence(struct presence *p, const char *from, const char *to, const char *type,
+			  enum pidf_show show, const char *status, const char *lang,
+			  const int *priority)
 {
 	Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
 	Parley__Link__Stanza s = PARLEY__LINK__STANZA__INIT;
@@ -465,9 +458,9 @@ static void contact_free(struct presence *p, struct xcontact *c)
 static void contact_save(struct presence *p, struct xcontact *c, struct xres *r)
 {
 	char blob[8192];
-	int n = snprintf(blob, sizeof blob, "%d\n%d\n%d\n%s\n%s", (int)r->show,
-			 r->has_priority ? 1 : 0, r->priority, r->lang ? r->lang : "",
-			 r->status ? r->status : "");
+	int n =
+	    snprintf(blob, sizeof blob, "%d\n%d\n%d\n%s\n%s", (int)r->show, r->has_priority ? 1 : 0,
+		     r->priority, r->lang ? r->lang : "", r->status ? r->status : "");
 	if (n < 0 || (size_t)n >= sizeof blob)
 		n = (int)sizeof blob - 1;
 	store_pres_put(p->store, c->jid, r->resource, blob, (size_t)n, wall_now());
@@ -475,8 +468,8 @@ static void contact_save(struct presence *p, struct xcontact *c, struct xres *r)
 
 /* Records an available (or, with avail false, unavailable) resource. Returns true if the
  * contact's state changed. */
-static bool contact_update(struct presence *p, const char *bare, const char *resource,
-			   bool avail, enum pidf_show show, const char *status, const char *lang,
+static bool contact_update(struct presence *p, const char *bare, const char *resource, bool avail,
+			   enum pidf_show show, const char *status, const char *lang,
 			   const int *priority, bool save)
 {
 	struct xcontact *c = contact_get(p, bare, avail);
@@ -745,15 +738,16 @@ static void uac_announce_gone(struct psub *ps)
 			snprintf(from, sizeof from, "%s/%s", ps->org, ps->shown[i]);
 		else
 			snprintf(from, sizeof from, "%s", ps->org);
-		send_presence(ps->p, from, ps->jid, "unavailable", PIDF_SHOW_NONE, NULL, NULL, NULL);
+		send_presence(ps->p, from, ps->jid, "unavailable", PIDF_SHOW_NONE, NULL, NULL,
+			      NULL);
 	}
 	shown_clear(ps);
 }
 
 static void uac_cancelled(struct psub *ps, const char *why)
 {
-	log_info(0, "presence_subscription_cancelled", "jid=%s sip=%s why=\"%s\"", ps->jid,
-		 ps->sip, why);
+	log_info(0, "presence_subscription_cancelled", "jid=%s sip=%s why=\"%s\"", ps->jid, ps->sip,
+		 why);
 	uac_announce_gone(ps);
 	if (!ps->fetch)
 		send_presence(ps->p, ps->org, ps->jid, "unsubscribed", PIDF_SHOW_NONE, NULL, NULL,
@@ -807,8 +801,8 @@ static void on_subscribe_response(void *arg, struct sip_msg *resp)
 			return;
 		}
 		if (refresh)
-			log_info(0, "presence_refreshed", "jid=%s sip=%s expires=%d", ps->jid, ps->sip,
-				 exp);
+			log_info(0, "presence_refreshed", "jid=%s sip=%s expires=%d", ps->jid,
+				 ps->sip, exp);
 		ps->failures = 0;
 		ps->expires_at = wall_now() + exp;
 		ps->due_ms = uv_now(p->loop) + (uint64_t)(exp * 1000.0 * REFRESH_MARGIN);
@@ -1042,10 +1036,12 @@ static void handle_notify(struct presence *p, struct sip_stxn *st, struct sip_ms
 			/* authorisation withdrawn, or no such user: unsubscribed (D4) */
 			uac_cancelled(ps, reason);
 		} else {
-			/* timeout, deactivated, probation, giveup: subscribe again (RFC 6665 §4.1.3) */
+			/* timeout, deactivated, probation, giveup: subscribe again (RFC 6665
+			 * §4.1.3) */
 			uac_announce_gone(ps);
 			uac_restart_later(ps);
-			if (strcasecmp(reason, "deactivated") == 0 || strcasecmp(reason, "timeout") == 0)
+			if (strcasecmp(reason, "deactivated") == 0 ||
+			    strcasecmp(reason, "timeout") == 0)
 				ps->due_ms = uv_now(p->loop);
 		}
 		free(copy);
@@ -1159,11 +1155,11 @@ static void handle_subscribe(struct presence *p, struct sip_stxn *st, struct sip
 		if (exp == 0) {
 			log_info(0, "presence_watcher_unsubscribed", "sip=%s jid=%s", ps->sip,
 				 ps->jid);
-			send_presence(p, ps->org, ps->jid, "unavailable", PIDF_SHOW_NONE, NULL, NULL,
-				      NULL);
+			send_presence(p, ps->org, ps->jid, "unavailable", PIDF_SHOW_NONE, NULL,
+				      NULL, NULL);
 			if (!ps->pair_next && pair_find(p, ps->dir, ps->jid, ps->sip) == ps)
-				send_presence(p, ps->org, ps->jid, "unsubscribe", PIDF_SHOW_NONE, NULL,
-					      NULL, NULL);
+				send_presence(p, ps->org, ps->jid, "unsubscribe", PIDF_SHOW_NONE,
+					      NULL, NULL, NULL);
 			uas_end(ps, "timeout");
 			return;
 		}
@@ -1180,10 +1176,10 @@ static void handle_subscribe(struct presence *p, struct sip_stxn *st, struct sip
 		sip_stxn_reply(st, addr_status(r), NULL);
 		return;
 	}
-	bare_of(tmp, jid, sizeof jid);
+	jid_normalize_bare(tmp, jid, sizeof jid);
 	const char *fu = sip_msg_from_uri(req);
 	if (!fu || addr_sip_to_jid(fu, strlen(fu), tmp, sizeof tmp, NULL) < 0 ||
-	    bare_of(tmp, org, sizeof org) != 0) {
+	    jid_normalize_bare(tmp, org, sizeof org) != 0) {
 		sip_stxn_reply(st, 400, "Bad From URI");
 		return;
 	}
@@ -1208,7 +1204,8 @@ static void handle_subscribe(struct presence *p, struct sip_stxn *st, struct sip
 			sip_msg_add_header(n, "Subscription-State", "terminated;reason=timeout");
 			sip_msg_set_body(n, "application/pidf+xml", buf_head(&p->scratch),
 					 buf_len(&p->scratch));
-			if (sip_stack_send(p->sip, n, next, on_fetch_notify_response, NULL, NULL) == 0)
+			if (sip_stack_send(p->sip, n, next, on_fetch_notify_response, NULL, NULL) ==
+			    0)
 				p->stats.notify_out++;
 		} else {
 			sip_msg_free(n);
@@ -1300,7 +1297,8 @@ void presence_from_xmpp(struct presence *p, struct link_peer *peer, uint64_t seq
 {
 	char jid[JID_BUF], org[JID_BUF], res[JID_BUF], aor[ADDR_URI_BUF];
 	const char *type = st->type ? st->type : "";
-	if (bare_of(st->from, jid, sizeof jid) || bare_of(st->to, org, sizeof org) ||
+	if (jid_normalize_bare(st->from, jid, sizeof jid) ||
+	    jid_normalize_bare(st->to, org, sizeof org) ||
 	    addr_jid_to_sip(org, strlen(org), ADDR_NO_GR, aor, sizeof aor) < 0 ||
 	    !strchr(org, '@')) {
 		link_peer_processed(peer, seq);
@@ -1387,7 +1385,8 @@ void presence_from_xmpp(struct presence *p, struct link_peer *peer, uint64_t seq
 bool presence_user_added(const struct presence *p, const char *org_jid, const char *partner_jid)
 {
 	char jid[JID_BUF], org[JID_BUF], aor[ADDR_URI_BUF];
-	if (bare_of(partner_jid, jid, sizeof jid) || bare_of(org_jid, org, sizeof org) ||
+	if (jid_normalize_bare(partner_jid, jid, sizeof jid) ||
+	    jid_normalize_bare(org_jid, org, sizeof org) ||
 	    addr_jid_to_sip(org, strlen(org), ADDR_NO_GR, aor, sizeof aor) < 0)
 		return false;
 	for (struct psub *w = pair_find(p, STORE_SUB_SIP_TO_XMPP, jid, aor); w; w = w->pair_next)
@@ -1532,8 +1531,14 @@ struct presence *presence_new(uv_loop_t *loop, const struct presence_conf *conf,
 	return p;
 }
 
-static void on_tick_closed(uv_handle_t *h) { (void)h; }
-static void on_ack_closed(uv_handle_t *h) { free(h->data); }
+static void on_tick_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+static void on_ack_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
 
 static void free_contact(struct sip_map_node *n, void *arg)
 {
@@ -1574,7 +1579,10 @@ void presence_set_policy(struct presence *p, const Parley__Link__PolicySnapshot 
 	p->pol = snap;
 }
 
-const struct presence_stats *presence_stats(const struct presence *p) { return &p->stats; }
+const struct presence_stats *presence_stats(const struct presence *p)
+{
+	return &p->stats;
+}
 
 void presence_foreach_sub(const struct presence *p,
 			  void (*cb)(void *arg, const struct presence_sub_info *si), void *arg)

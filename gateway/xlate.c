@@ -47,8 +47,8 @@ struct conv {
 	struct sip_map_node node;
 	struct conv *prev, *next;
 	char *key;
-	char *xmpp_jid; /* the XMPP side as last seen (full JID) */
-	char *sip_jid;	/* the SIP user as a JID */
+	char *xmpp_jid;		/* the XMPP side as last seen (full JID) */
+	char *sip_jid;		/* the SIP user as a JID */
 	struct chatstate_tx tx; /* XMPP -> SIP */
 	struct chatstate_rx rx; /* SIP -> XMPP */
 };
@@ -72,7 +72,7 @@ struct pend_out {
 	struct xlate *x;
 	struct sip_stxn *st; /* NULL once answered (the deadline passed) */
 	uv_timer_t timer;
-	char *user_uri;    /* the SIP sender, for a late failure notice */
+	char *user_uri;	   /* the SIP sender, for a late failure notice */
 	char *partner_uri; /* the XMPP recipient as a SIP URI */
 };
 
@@ -296,7 +296,10 @@ static void on_sweep(uv_timer_t *t)
 
 /* ---- toward XMPP ---- */
 
-static uint64_t new_ref(struct xlate *x) { return x->ref_base | (++x->ref_next & 0xffffffffu); }
+static uint64_t new_ref(struct xlate *x)
+{
+	return x->ref_base | (++x->ref_next & 0xffffffffu);
+}
 
 /* Sends an error stanza answering `kind` from->to (swapped) with cond/type/text. */
 static void xmpp_error(struct xlate *x, int kind, const char *orig_from, const char *orig_to,
@@ -323,8 +326,8 @@ static void xmpp_error(struct xlate *x, int kind, const char *orig_from, const c
 	snprintf(dom, sizeof dom, "%.*s", (int)dn, d);
 	int r = edgelink_send_to(x->edges, dom, &f);
 	if (r)
-		log_warn(0, "xlate_error_lost", "to=%s cond=%s err=\"%s\"", orig_from,
-			 e.condition, pe_strerror(r));
+		log_warn(0, "xlate_error_lost", "to=%s cond=%s err=\"%s\"", orig_from, e.condition,
+			 pe_strerror(r));
 }
 
 static void iq_reply(struct xlate *x, const Parley__Link__Stanza *q, const char *payload)
@@ -420,21 +423,11 @@ static void handle_iq(struct xlate *x, const Parley__Link__Stanza *st)
 
 static void on_cs_tick(uv_timer_t *t);
 
-/* The bare, normalised form of jid into out; 0 or an error. */
-static int bare_of(const char *jid, char *out, size_t cap)
-{
-	struct jid j;
-	if (!jid || jid_normalize(jid, strlen(jid), out, cap, &j) < 0)
-		return PE_INVAL;
-	out[(size_t)(j.domain.p + j.domain.n - out)] = 0;
-	return 0;
-}
-
 static struct conv *conv_get(struct xlate *x, const char *xmpp_jid, const char *sip_jid,
 			     bool create)
 {
 	char a[JID_BUF], b[JID_BUF], key[2 * JID_BUF];
-	if (bare_of(xmpp_jid, a, sizeof a) || bare_of(sip_jid, b, sizeof b))
+	if (jid_normalize_bare(xmpp_jid, a, sizeof a) || jid_normalize_bare(sip_jid, b, sizeof b))
 		return NULL;
 	int kn = snprintf(key, sizeof key, "%s\n%s", a, b);
 	struct sip_map_node *n = sip_map_find(&x->convs, key, (size_t)kn);
@@ -536,8 +529,7 @@ static struct sip_msg *page_request(struct xlate *x, const char *from_jid, const
 	char ruri[ADDR_URI_BUF], from[ADDR_URI_BUF], to[ADDR_URI_BUF];
 	*fail = ERRMAP_COND_NONE;
 	if (addr_jid_to_sip(to_jid, strlen(to_jid), 0, ruri, sizeof ruri) < 0 ||
-	    addr_jid_to_sip(to_jid, strlen(to_jid), ADDR_NO_GR | ADDR_NAME_ADDR, to,
-			    sizeof to) < 0)
+	    addr_jid_to_sip(to_jid, strlen(to_jid), ADDR_NO_GR | ADDR_NAME_ADDR, to, sizeof to) < 0)
 		*fail = ERRMAP_COND_JID_MALFORMED;
 	else if (addr_sip_from(from_jid, strlen(from_jid), from, sizeof from) < 0)
 		*fail = ERRMAP_COND_JID_MALFORMED;
@@ -612,8 +604,7 @@ static void on_cs_tick(uv_timer_t *t)
 /* F1/F2: a standalone XEP-0085 notification becomes an isComposing MESSAGE (RFC 7573 §6)
  * only when the state changes: composing -> active (refreshed while it lasts),
  * active/inactive/paused -> idle, gone -> nothing in page mode. */
-static bool chat_state_body(struct xlate *x, const Parley__Link__Stanza *st, char *doc,
-			    size_t cap)
+static bool chat_state_body(struct xlate *x, const Parley__Link__Stanza *st, char *doc, size_t cap)
 {
 	enum chatstate cs = chat_state_of(st);
 	struct chatstate_doc d;
@@ -670,9 +661,8 @@ static void message_to_sip(struct xlate *x, struct link_peer *peer, uint64_t seq
 			     3 * strlen(st->to) + 2 * strlen(st->from) +
 			     2 * (st->thread ? strlen(st->thread) : 0) + 700;
 		buf_consume(&x->scratch, buf_len(&x->scratch));
-		if (est > x->conf->max_message &&
-		    (sip_msg_serialise(req, &x->scratch) != 0 ||
-		     buf_len(&x->scratch) > x->conf->max_message)) {
+		if (est > x->conf->max_message && (sip_msg_serialise(req, &x->scratch) != 0 ||
+						   buf_len(&x->scratch) > x->conf->max_message)) {
 			sip_msg_free(req);
 			req = NULL;
 			fail = ERRMAP_COND_POLICY_VIOLATION;
@@ -680,7 +670,8 @@ static void message_to_sip(struct xlate *x, struct link_peer *peer, uint64_t seq
 	}
 	if (!req) {
 		xmpp_error(x, st->kind, st->from, st->to, st->id, fail,
-			   fail == ERRMAP_COND_POLICY_VIOLATION ? "message too large for SIP" : NULL);
+			   fail == ERRMAP_COND_POLICY_VIOLATION ? "message too large for SIP"
+								: NULL);
 		link_peer_processed(peer, seq);
 		return;
 	}
@@ -703,8 +694,8 @@ static void message_to_sip(struct xlate *x, struct link_peer *peer, uint64_t seq
 	x->pend_ins = p;
 	x->stats.xmpp_to_sip++;
 	if (sip_stack_send(x->sip, req, NULL, on_message_response, p, NULL) != 0) {
-		xmpp_error(x, st->kind, st->from, st->to, st->id,
-			   ERRMAP_COND_INTERNAL_SERVER_ERROR, NULL);
+		xmpp_error(x, st->kind, st->from, st->to, st->id, ERRMAP_COND_INTERNAL_SERVER_ERROR,
+			   NULL);
 		link_peer_processed(peer, seq);
 		pend_in_free(p);
 	}
@@ -755,7 +746,7 @@ static const char *inbound_refusal(const struct xlate *x, const Parley__Link__St
 static void send_unsubscribed(struct xlate *x, const Parley__Link__Stanza *st)
 {
 	char from[JID_BUF];
-	if (bare_of(st->to, from, sizeof from) != 0)
+	if (jid_normalize_bare(st->to, from, sizeof from) != 0)
 		return;
 	Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
 	Parley__Link__Stanza s = PARLEY__LINK__STANZA__INIT;
@@ -874,8 +865,8 @@ static void reply(struct sip_stxn *st, int status, const char *reason)
 static void late_notice(struct xlate *x, struct pend_out *p, const char *cond)
 {
 	char body[600];
-	snprintf(body, sizeof body,
-		 "Your message to %s could not be delivered (%s).", p->partner_uri, cond);
+	snprintf(body, sizeof body, "Your message to %s could not be delivered (%s).",
+		 p->partner_uri, cond);
 	struct sip_msg *m = sip_stack_new_request(x->sip, "MESSAGE", p->user_uri, p->partner_uri,
 						  p->user_uri, NULL);
 	if (!m)
@@ -883,8 +874,8 @@ static void late_notice(struct xlate *x, struct pend_out *p, const char *cond)
 	sip_msg_set_body(m, "text/plain;charset=UTF-8", body, strlen(body));
 	sip_stack_send(x->sip, m, NULL, on_notice_response, NULL, NULL);
 	x->stats.late_bounces++;
-	log_info(0, "xlate_late_bounce", "user=%s partner=%s cond=%s", p->user_uri,
-		 p->partner_uri, cond);
+	log_info(0, "xlate_late_bounce", "user=%s partner=%s cond=%s", p->user_uri, p->partner_uri,
+		 cond);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -922,13 +913,13 @@ static void bounced(struct xlate *x, const Parley__Link__Bounce *b)
 	struct pend_out *p = pend_out_find(x, b->ref);
 	if (!p)
 		return;
-	const char *cname = b->error && b->error->condition ? b->error->condition
-							    : "undefined-condition";
+	const char *cname =
+	    b->error && b->error->condition ? b->error->condition : "undefined-condition";
 	x->stats.bounces++;
 	if (p->st) {
 		struct errmap_xmpp e = {
-			.cond = errmap_cond_from_name(cname, strlen(cname)),
-			.bare = true, /* page-mode messages go to bare JIDs */
+		    .cond = errmap_cond_from_name(cname, strlen(cname)),
+		    .bare = true, /* page-mode messages go to bare JIDs */
 		};
 		int status = errmap_to_sip(&e);
 		char reason[ERRMAP_TEXT_MAX + 1];
@@ -1124,8 +1115,8 @@ static bool subscribe_allowed(struct xlate *x, struct sip_stxn *st, struct sip_m
 		return false;
 	}
 	if (!user_allowed(x, from)) {
-		log_info(0, "xlate_refused", "kind=SUBSCRIBE from=%s to=%s why=no_xmpp_access", from,
-			 to);
+		log_info(0, "xlate_refused", "kind=SUBSCRIBE from=%s to=%s why=no_xmpp_access",
+			 from, to);
 		reply(st, 403, "No XMPP federation for this user"); /* J4 */
 		return false;
 	}
@@ -1224,10 +1215,16 @@ int xlate_new(uv_loop_t *loop, const struct xlate_conf *conf, struct sip_stack *
 	return 0;
 }
 
-static void on_sweep_closed(uv_handle_t *h) { free(h->data); }
+static void on_sweep_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
 
 /* The sweep timer's close callback frees x; closes run in order, so this one goes first. */
-static void on_cs_timer_closed(uv_handle_t *h) { (void)h; }
+static void on_cs_timer_closed(uv_handle_t *h)
+{
+	(void)h;
+}
 
 static void free_pending(struct sip_map_node *n, void *arg)
 {
@@ -1264,11 +1261,20 @@ void xlate_free(struct xlate *x)
 	uv_close((uv_handle_t *)&x->sweep, on_sweep_closed); /* frees x */
 }
 
-void xlate_set_access(struct xlate *x, const struct gw_policy_conf *pc) { x->access = pc; }
+void xlate_set_access(struct xlate *x, const struct gw_policy_conf *pc)
+{
+	x->access = pc;
+}
 
-struct store *xlate_store(const struct xlate *x) { return x->store; }
+struct store *xlate_store(const struct xlate *x)
+{
+	return x->store;
+}
 
-struct presence *xlate_presence(const struct xlate *x) { return x->pres; }
+struct presence *xlate_presence(const struct xlate *x)
+{
+	return x->pres;
+}
 
 void xlate_set_policy(struct xlate *x, const Parley__Link__PolicySnapshot *snap)
 {
@@ -1276,4 +1282,7 @@ void xlate_set_policy(struct xlate *x, const Parley__Link__PolicySnapshot *snap)
 	presence_set_policy(x->pres, snap);
 }
 
-const struct xlate_stats *xlate_stats(const struct xlate *x) { return &x->stats; }
+const struct xlate_stats *xlate_stats(const struct xlate *x)
+{
+	return &x->stats;
+}
