@@ -1,20 +1,29 @@
 #!/usr/bin/env python3
-"""make lab: Parley deployed as it is in production, in three network namespaces behind the
+"""make lab: Parley deployed as it is in production, in four network namespaces behind the
 nftables rulesets of deploy/nftables, and what that deployment proves.
 
-    internet ns                     dmz ns                          internal ns
-    172.16.0.31 Prosody partner.test   eth0 172.16.0.10 parley-proxy   10.0.2.7  parley-gateway
-      + alice (slixmpp)                  (5269, 5270)                  10.0.2.10 Kamailio (pool)
-    172.16.0.32 Prosody odd.test       eth1 10.0.1.5  link 23456      10.0.2.20 bob (SIP UA)
-      (S2S on 15269) + carol                                           10.0.2.22 an internal
-    172.16.0.53 dnsmasq (public DNS)   edge.nft applied, no forwarding    server (22, 80, ...)
-    permissive                                                        internal.nft applied
+    internet ns                     dmz ns                         internal ns (gateway host)
+    172.16.0.31 Prosody partner.test   eth0 172.16.0.10 parley-proxy  eth0 10.0.2.7 parley-gateway
+      + alice (slixmpp)                  (5269, 5270)                      10.0.2.22 an internal
+    172.16.0.32 Prosody odd.test       eth1 10.0.1.5  link 23456        server (22, 80, ...)
+      (S2S on 15269) + carol           edge.nft applied, no forwarding eth1 (no address) -> the
+    172.16.0.53 dnsmasq (public DNS)                                    front end, /32 routes
+    permissive                                                        internal.nft applied, no
+                                                                      forwarding
+                                                                    frontend ns (the pool host)
+                                                                      eth0 10.0.2.10 Kamailio
+                                                                           10.0.2.20 bob (SIP UA)
+                                                                      decoys (22, 80, ...); an
+                                                                      accept-all observer table
 
 Joined by veth pairs created inside the namespaces (nothing is ever added to the root
-namespace, its firewall or its addresses). The edge's and the gateway's rulesets are the
-shipped files loaded after the shipped sample variables (deploy/nftables/*-vars.nft): the lab
-uses the documented addresses, and redefines only what it must (the edge's DNS server). The
-partner-facing DNS records are read from deploy/dns/partner-facing.zone.
+namespace, its firewall or its addresses). The front end sits on the internal subnet behind
+the gateway host's second interface: SIP between the gateway and the pool crosses
+internal.nft in both directions, as it does between two real hosts. The edge's and the
+gateway's rulesets are the shipped files loaded after the shipped sample variables
+(deploy/nftables/*-vars.nft): the lab uses the documented addresses, and redefines only what
+it must (the edge's DNS server). The partner-facing DNS records are read from
+deploy/dns/partner-facing.zone.
 
 Processes the lab starts itself (port scanner, decoy listeners, nft, sysctl) run under
 `ip netns exec NS`. The test helpers it reuses (tests/system: Prosody, Dnsmasq, Kamailio,
@@ -72,7 +81,10 @@ GW_IP = "10.0.2.7"
 POOL_IP = "10.0.2.10"
 BOB_IP = "10.0.2.20"
 SERVER_IP = "10.0.2.22"
-INTERNAL_ADDRS = [GW_IP, POOL_IP, BOB_IP, SERVER_IP]
+GW_HOST_ADDRS = [GW_IP, SERVER_IP]       # the internal namespace: internal.nft
+FRONTEND_ADDRS = [POOL_IP, BOB_IP]       # the frontend namespace: the pool host
+INTERNAL_ADDRS = GW_HOST_ADDRS + FRONTEND_ADDRS  # the internal network, as the edge sees it
+SIP_PORTS = (5060, 5061)
 DMZ_ADDRS = [EDGE_EXT, EDGE_INT]
 INET_ADDRS = [PARTNER_IP, ODD_IP, DNS_IP]
 
@@ -89,6 +101,29 @@ INSIDE_PORTS = [22, 80, 443, 5060, 5061, 5222, 5269, 8080, LINK_PORT]
 # a port that does not answer across the firewall does answer from inside its own namespace.
 INTERNAL_DECOYS = [22, 80, 443, 3389, 8080, LINK_PORT]
 DMZ_DECOYS = [22, 80]
+FRONTEND_DECOYS = [22, 80, 443, 5222, 8080]
+# Undocumented ports tried between the pool host and the gateway host, both ways: SSH and
+# web, the metrics port, client XMPP, the link port (the edge's, not the gateway's).
+UNDOCUMENTED_PORTS = [22, 80, 443, 5222, 8080, METRICS_PORT["gateway"], LINK_PORT]
+
+# The front end has no firewall of its own; this accept-everything table only counts what
+# reaches it, to show what did not come through.
+FRONTEND_OBSERVER = """table inet lab_observer
+delete table inet lab_observer
+table inet lab_observer {
+	counter from_gateway_sip { }
+	counter from_gateway_other { }
+	counter from_elsewhere { }
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iif lo accept
+		ip saddr %(gw)s udp dport { 5060, 5061 } counter name from_gateway_sip accept
+		ip saddr %(gw)s tcp dport { 5060, 5061 } counter name from_gateway_sip accept
+		ip saddr %(gw)s ct state new counter name from_gateway_other accept
+		ip saddr != 10.0.2.0/24 counter name from_elsewhere accept
+	}
+}
+""" % {"gw": GW_IP}
 
 SECRET = "lab-dialback-secret-0123456789abcdef"
 CLONE_NEWNET = 0x40000000
@@ -338,7 +373,7 @@ def ini(sections):
 
 
 class Lab:
-    """The three namespaces and everything in them. start() builds it, stop() tears it down
+    """The four namespaces and everything in them. start() builds it, stop() tears it down
     (always call it, also after a failed start)."""
 
     def __init__(self, workdir, prefix=None, say=None):
@@ -349,7 +384,8 @@ class Lab:
         self.inet = Netns(self.prefix + "-internet")
         self.dmz = Netns(self.prefix + "-dmz")
         self.internal = Netns(self.prefix + "-internal")
-        self.namespaces = [self.inet, self.dmz, self.internal]
+        self.frontend = Netns(self.prefix + "-frontend")
+        self.namespaces = [self.inet, self.dmz, self.internal, self.frontend]
         self.stoppers = []           # (name, callable) in start order
         self.daemons = []
         self.certs = os.path.join(self.work, "certs")
@@ -380,14 +416,18 @@ class Lab:
                      "netns", self.dmz.name)
         self.dmz.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
                     "netns", self.internal.name)
+        self.internal.ip("link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
+                         "netns", self.frontend.name)
         for addr in INET_ADDRS:
             self.inet.ip("addr", "add", addr + "/24", "dev", "eth0")
         self.dmz.ip("addr", "add", EDGE_EXT + "/24", "dev", "eth0")
         self.dmz.ip("addr", "add", EDGE_INT + "/24", "dev", "eth1")
-        for addr in INTERNAL_ADDRS:  # the gateway's address first: it is the source address
+        for addr in GW_HOST_ADDRS:  # the gateway's address first: it is the source address
             self.internal.ip("addr", "add", addr + "/24", "dev", "eth0")
+        for addr in FRONTEND_ADDRS:
+            self.frontend.ip("addr", "add", addr + "/24", "dev", "eth0")
         for ns, ifs in ((self.inet, ["eth0"]), (self.dmz, ["eth0", "eth1"]),
-                        (self.internal, ["eth0"])):
+                        (self.internal, ["eth0", "eth1"]), (self.frontend, ["eth0"])):
             for i in ifs:
                 ns.ip("link", "set", i, "up")
         # The internal network's other subnet sits behind the DMZ host's internal interface
@@ -398,9 +438,16 @@ class Lab:
         # forward; and an attacker on the internet routes the internal prefixes to the edge.
         self.internal.ip("route", "add", INET_NET, "via", EDGE_INT)
         self.inet.ip("route", "add", "10.0.0.0/8", "via", EDGE_EXT)
-        self.dmz.sysctl("net.ipv4.ip_forward", 0)
-        self.dmz.sysctl("net.ipv6.conf.all.forwarding", 0)
-        self.say("namespaces %s, %s, %s joined by veth pairs" % tuple(
+        # The front end's addresses are on the internal subnet too, behind the gateway host's
+        # eth1 (host routes, more specific than eth0's /24); the front end reaches the gateway
+        # host on-link (it answers ARP for its addresses on either interface) and nothing
+        # else: it has no route out of 10.0.2.0/24, and the gateway host does not forward.
+        for addr in FRONTEND_ADDRS:
+            self.internal.ip("route", "add", addr + "/32", "dev", "eth1", "src", GW_IP)
+        for ns in (self.dmz, self.internal):
+            ns.sysctl("net.ipv4.ip_forward", 0)
+            ns.sysctl("net.ipv6.conf.all.forwarding", 0)
+        self.say("namespaces %s, %s, %s, %s joined by veth pairs" % tuple(
             n.name for n in self.namespaces))
 
     def _firewalls(self):
@@ -415,10 +462,14 @@ class Lab:
             f.write('include "%s/internal-vars.nft"\n' % nftdir +
                     'include "%s/internal.nft"\n' % nftdir)
         self.edge_nft, self.internal_nft = edge, internal
+        observer = os.path.join(self.work, "frontend-observer.nft")
+        with open(observer, "w") as f:
+            f.write(FRONTEND_OBSERVER)
         self.dmz.nft_load(edge)
         self.internal.nft_load(internal)
+        self.frontend.nft_load(observer)
         self.say("dmz: deploy/nftables/edge.nft loaded; internal: deploy/nftables/internal.nft"
-                 " loaded; internet: no firewall")
+                 " loaded; internet: no firewall; frontend: an accept-all table that counts")
 
     def _certs(self):
         mk = os.path.join(HERE, "mkcerts.sh")
@@ -500,6 +551,11 @@ class Lab:
                 [PYTHON, os.path.abspath(__file__), "listen", *map(str, INTERNAL_DECOYS)],
                 stdout=subprocess.PIPE, text=True)
             self._keep("internal decoys", lambda: _stop(self.decoys_int))
+        with self.frontend.entered():
+            self.decoys_front = self.frontend.popen(
+                [PYTHON, os.path.abspath(__file__), "listen", *map(str, FRONTEND_DECOYS)],
+                stdout=subprocess.PIPE, text=True)
+            self._keep("frontend decoys", lambda: _stop(self.decoys_front))
             self.kam = Kamailio(self.work, ip=POOL_IP, port=5060,
                                 partners=["partner.test", "odd.test"],
                                 gateway="sip:%s:5060" % GW_IP, certs=self.certs)
@@ -514,14 +570,14 @@ class Lab:
                 [PYTHON, os.path.abspath(__file__), "listen", *map(str, DMZ_DECOYS)],
                 stdout=subprocess.PIPE, text=True)
             self._keep("dmz decoys", lambda: _stop(self.decoys_dmz))
-        for p in (self.decoys_int, self.decoys_dmz):
+        for p in (self.decoys_int, self.decoys_front, self.decoys_dmz):
             if p.stdout.readline().strip() != "ready":
                 raise AssertionError("decoy listeners did not start")
         r = self.bob.register()
         assert r.status == 200, r.start
-        self.say("internal: Kamailio (corp.test pool) %s:5060, bob@corp.test registered from"
-                 " %s; decoy services on %s and in the DMZ on %s"
-                 % (POOL_IP, BOB_IP, INTERNAL_DECOYS, DMZ_DECOYS))
+        self.say("frontend: Kamailio (corp.test pool) %s:5060, bob@corp.test registered from"
+                 " %s; decoy services there on %s, on the gateway host on %s and in the DMZ"
+                 " on %s" % (POOL_IP, BOB_IP, FRONTEND_DECOYS, INTERNAL_DECOYS, DMZ_DECOYS))
 
     def _partners(self):
         with self.inet.entered():
@@ -575,10 +631,12 @@ class Lab:
         assert m.text == text, m.text
         assert "alice@partner.test" in m.header("from")
         reply = "Hi Alice, from behind two firewalls"
+        # wait for one more than alice had (the proof runs again after a reload)
+        n1 = len(self.alice.received(timeout=0, count=0, sender="bob@corp.test"))
         r = self.bob.request("MESSAGE", "sip:alice@partner.test", body=reply,
                              content_type="text/plain;charset=UTF-8", call_id="lab-1")
         assert r.status == 202, r.start
-        got = self.alice.received(timeout=20, count=1, sender="bob@corp.test")
+        got = self.alice.received(timeout=20, count=n1 + 1, sender="bob@corp.test")
         assert got and got[-1]["body"] == reply, got
         assert got[-1]["thread"] == "lab-1", got[-1]
         return ["alice@partner.test -> bob@corp.test: %r arrived at bob's SIP UA" % text,
@@ -624,6 +682,7 @@ class Lab:
         m2 = self.bob.wait_request("NOTIFY", timeout=30,
                                    pred=lambda m: "do not disturb" in m.text)
         assert ">dnd<" in m2.text, m2.text
+        self._presence_up = True
         return ["alice@partner.test subscribed to bob@corp.test: bob's PUBLISHed note %r "
                 "arrived as XMPP presence, then 'busy' as show=%s"
                 % (first.get("status"), busy.get("show")),
@@ -633,11 +692,11 @@ class Lab:
 
     def prove_edge_cannot_connect_inside(self):
         before = self.dmz.counters("parley_edge")
-        truth = self.internal.scan(INTERNAL_ADDRS, INSIDE_PORTS)
+        truth = self.truth_inside(INSIDE_PORTS)
         res = self.dmz.scan(INTERNAL_ADDRS, INSIDE_PORTS)
         after = self.dmz.counters("parley_edge")
         n = len(INTERNAL_ADDRS) * len(INSIDE_PORTS)
-        listening = [x for x in truth["open"]]
+        listening = truth
         assert listening, "nothing listens in the internal network: the proof would be empty"
         assert res["open"] == [], "the edge opened connections inside: %r" % res["open"]
         assert res["filtered"] == n, res
@@ -646,28 +705,143 @@ class Lab:
         return ["from the dmz, %d connection attempts to %s on ports %s: 0 answered, %d got no"
                 " answer at all (dropped)" % (n, ", ".join(INTERNAL_ADDRS), INSIDE_PORTS,
                                               res["filtered"]),
-                "the same ports answer inside the internal network: %s" % _fmt(listening),
+                "the same ports answer inside the internal network (each host scanning "
+                "itself): %s" % _fmt(listening),
                 "edge.nft counter out_internal: +%d packets (SYNs and their retries)" % dropped]
+
+    def truth_inside(self, ports):
+        """What listens on INTERNAL_ADDRS, each host scanning its own addresses (over its
+        loopback, which no ruleset filters)."""
+        return sorted(self.internal.scan(GW_HOST_ADDRS, ports)["open"] +
+                      self.frontend.scan(FRONTEND_ADDRS, ports)["open"])
 
     def prove_internal_drops_without_edge_rules(self):
         """Defence in depth: with the edge's ruleset removed (an edge taken over), the
-        internal host's own rules still drop and count the edge's attempts."""
+        internal host's own rules still drop and count the edge's attempts, and the front
+        end behind it sees none of them."""
         ports = [22, 80, 5060, 5061, LINK_PORT]
         before = self.internal.counters("parley_internal")
+        seen0 = self.frontend.counters("lab_observer")
         self.dmz.run(NFT, "delete", "table", "inet", "parley_edge")
         try:
-            res = self.dmz.scan(INTERNAL_ADDRS, ports)
+            res = self.dmz.scan(GW_HOST_ADDRS, ports)
+            res_fe = self.dmz.scan(FRONTEND_ADDRS, ports)
         finally:
             self.dmz.nft_load(self.edge_nft)
         after = self.internal.counters("parley_internal")
-        n = len(INTERNAL_ADDRS) * len(ports)
+        seen = self.frontend.counters("lab_observer")["from_elsewhere"] - seen0["from_elsewhere"]
+        n = len(GW_HOST_ADDRS) * len(ports)
+        n_fe = len(FRONTEND_ADDRS) * len(ports)
         assert res["open"] == [], res
         assert res["filtered"] == n, res
         dropped = after["from_edge"] - before["from_edge"]
         assert dropped >= n, "from_edge counted %d packets for %d attempts" % (dropped, n)
-        return ["with edge.nft removed from the dmz, %d attempts into the internal network:"
-                " 0 answered; internal.nft counter from_edge: +%d packets; edge.nft reloaded"
-                % (n, dropped)]
+        # The front end is behind the gateway host, which does not forward (nor answer ARP
+        # for the front end's addresses): nothing comes back, no RST, and nothing arrives.
+        assert res_fe["open"] == [] and res_fe["refused"] == 0, res_fe
+        assert res_fe["filtered"] + res_fe["unreachable"] == n_fe, res_fe
+        assert seen == 0, "the front end received %d packets from outside 10.0.2.0/24" % seen
+        return ["with edge.nft removed from the dmz, %d attempts at the gateway host (%s):"
+                " 0 answered; internal.nft counter from_edge: +%d packets"
+                % (n, ", ".join(GW_HOST_ADDRS), dropped),
+                "%d attempts at the front end (%s) behind it: 0 answered, 0 packets arrived"
+                " there (the gateway host does not forward); edge.nft reloaded"
+                % (n_fe, ", ".join(FRONTEND_ADDRS))]
+
+    def prove_sip_crosses_gateway_rules(self):
+        """SIP between the gateway and the pool is real traffic between two hosts: IM and
+        presence, each way, move internal.nft's SIP counters (sip_from_pool: packets from the
+        pool to the gateway's SIP ports; sip_to_pool: the gateway's to the pool's). Each
+        exchange is a request and its response over UDP (the lab's pool entry; both ends use
+        port 5060), so both counters move for each."""
+        if not getattr(self, "_presence_up", False):
+            self.prove_presence()  # the subscriptions both ways this proof changes state on
+        steps = []
+
+        def step(what, action):
+            c0 = self.internal.counters("parley_internal")
+            o0 = self.frontend.counters("lab_observer")
+            action()
+            c1 = self.internal.counters("parley_internal")
+            o1 = self.frontend.counters("lab_observer")
+            d = {k: c1[k] - c0[k] for k in ("sip_from_pool", "sip_to_pool")}
+            arrived = o1["from_gateway_sip"] - o0["from_gateway_sip"]
+            assert d["sip_from_pool"] >= 1 and d["sip_to_pool"] >= 1, (what, d)
+            # what left the gateway for the pool's SIP ports arrived there
+            assert arrived >= d["sip_to_pool"], (what, d, arrived)
+            steps.append("%-34s sip_from_pool +%d, sip_to_pool +%d (front end received +%d)"
+                         % (what, d["sip_from_pool"], d["sip_to_pool"], arrived))
+
+        def im_in():
+            n0 = len(self.bob_bodies())
+            self.alice.send_message("bob@corp.test", "counted on the way in", thread="lab-fw")
+            m = self.bob.wait_request("MESSAGE", timeout=30, count=n0 + 1)
+            assert m.text == "counted on the way in", m.text
+
+        def im_out():
+            n0 = len(self.alice.received(timeout=0, count=0, sender="bob@corp.test"))
+            r = self.bob.request("MESSAGE", "sip:alice@partner.test", body="counted on the way"
+                                 " out", content_type="text/plain;charset=UTF-8",
+                                 call_id="lab-fw")
+            assert r.status == 202, r.start
+            got = self.alice.received(timeout=20, count=n0 + 1, sender="bob@corp.test")
+            assert got and got[-1]["body"] == "counted on the way out", got
+
+        def presence_in():
+            n = len(self.alice.events("presence"))
+            r = self.bob.publish(body=_pidf("open", note="counted by the gateway host"))
+            assert r.status == 200, r.start
+            _wait_after(self.alice, n, lambda e: e.get("status") == "counted by the gateway host",
+                        "bob's new note", lambda e: e["from"].split("/")[0] == "bob@corp.test",
+                        30)
+
+        def presence_out():
+            self.alice.set_presence(show="xa", status="counted leaving")
+            self.bob.wait_request("NOTIFY", timeout=30, pred=lambda m: "counted leaving" in m.text)
+
+        step("IM alice -> bob (gateway -> pool)", im_in)
+        step("IM bob -> alice (pool -> gateway)", im_out)
+        step("presence bob -> alice (NOTIFY in)", presence_in)
+        step("presence alice -> bob (NOTIFY out)", presence_out)
+        return steps
+
+    def prove_frontend_gateway_undocumented(self):
+        """Between the pool host and the gateway host only SIP passes: from the front end,
+        undocumented ports of the gateway host get no answer and are counted (in_dropped),
+        though some listen there; the gateway cannot reach the pool on an undocumented port
+        (out_dropped), though something listens there, and nothing of it arrives."""
+        ports = UNDOCUMENTED_PORTS
+        truth_gw = self.internal.scan([GW_IP], ports)["open"]
+        truth_fe = self.frontend.scan([POOL_IP], ports)["open"]
+        assert truth_gw and truth_fe, (truth_gw, truth_fe)
+        c0 = self.internal.counters("parley_internal")
+        o0 = self.frontend.counters("lab_observer")
+        res_in = self.frontend.scan([GW_IP], ports)
+        c1 = self.internal.counters("parley_internal")
+        res_out = self.internal.scan([POOL_IP], ports)
+        c2 = self.internal.counters("parley_internal")
+        o2 = self.frontend.counters("lab_observer")
+        n = len(ports)
+        assert res_in["open"] == [] and res_in["filtered"] == n, res_in
+        assert res_out["open"] == [] and res_out["filtered"] == n, res_out
+        d_in = c1["in_dropped"] - c0["in_dropped"]
+        d_out = c2["out_dropped"] - c1["out_dropped"]
+        arrived = o2["from_gateway_other"] - o0["from_gateway_other"]
+        assert d_in >= n, "in_dropped counted %d packets for %d attempts" % (d_in, n)
+        assert d_out >= n, "out_dropped counted %d packets for %d attempts" % (d_out, n)
+        assert arrived == 0, "%d new flows from the gateway reached the front end" % arrived
+        # and the documented ports do answer, both ways
+        sip_in = self.frontend.scan([GW_IP], SIP_PORTS)["open"]
+        sip_out = self.internal.scan([POOL_IP], SIP_PORTS)["open"]
+        assert sip_in == [(GW_IP, p) for p in SIP_PORTS], sip_in
+        assert sip_out == [(POOL_IP, p) for p in SIP_PORTS], sip_out
+        return ["front end -> gateway host %s on %s: 0 of %d answered (listening there: %s);"
+                " internal.nft in_dropped +%d" % (GW_IP, ports, n, _fmt(truth_gw), d_in),
+                "gateway host -> pool %s on %s: 0 of %d answered (listening there: %s);"
+                " internal.nft out_dropped +%d; new flows arriving at the front end: %d"
+                % (POOL_IP, ports, n, _fmt(truth_fe), d_out, arrived),
+                "SIP answers both ways: %s from the front end, %s from the gateway host"
+                % (_fmt(sip_in), _fmt(sip_out))]
 
     def prove_internet_cannot_reach_inside(self):
         before = self.dmz.counters("parley_edge")
@@ -687,16 +861,28 @@ class Lab:
         """A connect scan of 1..1024 plus the documented ports, from each side."""
         t0 = time.monotonic()
         lines = []
+        # The baseline: each namespace scans its own addresses (over its loopback).
         truth_dmz = self.dmz.scan(DMZ_ADDRS, SCAN_PORTS)["open"]
-        truth_int = self.internal.scan(INTERNAL_ADDRS, SCAN_PORTS)["open"]
+        truth_int = self.internal.scan(GW_HOST_ADDRS, SCAN_PORTS)["open"]
+        truth_fe = self.frontend.scan(FRONTEND_ADDRS, SCAN_PORTS)["open"]
         truth_inet = self.inet.scan(INET_ADDRS, SCAN_PORTS)["open"]
+        pool_sip = [(POOL_IP, p) for p in SIP_PORTS]
+        gw_sip = [(GW_IP, p) for p in SIP_PORTS]
         cases = [
             ("internet", self.inet, "dmz", DMZ_ADDRS, truth_dmz,
              [(EDGE_EXT, 5269), (EDGE_EXT, 5270)]),
-            ("internet", self.inet, "internal", INTERNAL_ADDRS, truth_int, []),
+            ("internet", self.inet, "internal", GW_HOST_ADDRS, truth_int, []),
+            ("internet", self.inet, "frontend", FRONTEND_ADDRS, truth_fe, []),
             ("internal", self.internal, "dmz", DMZ_ADDRS, truth_dmz, [(EDGE_INT, LINK_PORT)]),
             ("internal", self.internal, "internet", INET_ADDRS, truth_inet, []),
-            ("dmz", self.dmz, "internal", INTERNAL_ADDRS, truth_int, []),
+            # The gateway reaches the pool's SIP ports only (not bob's UA, not the decoys).
+            ("internal", self.internal, "frontend", FRONTEND_ADDRS, truth_fe, pool_sip),
+            # The pool reaches the gateway's SIP ports only; it has no route beyond.
+            ("frontend", self.frontend, "internal", GW_HOST_ADDRS, truth_int, gw_sip),
+            ("frontend", self.frontend, "dmz", DMZ_ADDRS, truth_dmz, []),
+            ("frontend", self.frontend, "internet", INET_ADDRS, truth_inet, []),
+            ("dmz", self.dmz, "internal", GW_HOST_ADDRS, truth_int, []),
+            ("dmz", self.dmz, "frontend", FRONTEND_ADDRS, truth_fe, []),
             # Outbound S2S may go to any TCP port (SRV records name it): all of the
             # internet's listening ports answer the edge.
             ("dmz", self.dmz, "internet", INET_ADDRS, truth_inet, truth_inet),
@@ -709,6 +895,8 @@ class Lab:
                          % (src, dst, len(addrs) * len(SCAN_PORTS), _fmt(res["open"]) or "none",
                             len(truth)))
         assert (EDGE_INT, LINK_PORT) in truth_dmz and (EDGE_EXT, 22) in truth_dmz
+        assert set(pool_sip) <= set(truth_fe) and set(gw_sip) <= set(truth_int)
+        assert (POOL_IP, 22) in truth_fe and (GW_IP, 22) in truth_int
         elapsed = time.monotonic() - t0
         lines.append("ports 1-1024 and %s on every address; %.1f s in all" % (EXTRA_PORTS,
                                                                              elapsed))
@@ -794,6 +982,10 @@ class Lab:
              self.prove_edge_cannot_connect_inside),
             ("the internal host's rules hold even without the edge's",
              self.prove_internal_drops_without_edge_rules),
+            ("SIP between gateway and pool crosses the gateway host's rules, counted",
+             self.prove_sip_crosses_gateway_rules),
+            ("between the pool host and the gateway host only SIP passes",
+             self.prove_frontend_gateway_undocumented),
             ("the internet cannot reach the gateway or the link port",
              self.prove_internet_cannot_reach_inside),
             ("only the documented ports answer, scanned from each side",
@@ -886,8 +1078,9 @@ def main():
                 failed.append(title)
                 print("   FAILED: %s" % str(e)[:3000], flush=True)
         print("\n== Firewall counters after the run", flush=True)
-        for ns, table in ((lab.dmz, "parley_edge"), (lab.internal, "parley_internal")):
-            print("   %-9s %s" % (table, " ".join("%s=%d" % kv for kv in
+        for ns, table in ((lab.dmz, "parley_edge"), (lab.internal, "parley_internal"),
+                          (lab.frontend, "lab_observer")):
+            print("   %-15s %s" % (table, " ".join("%s=%d" % kv for kv in
                                                    sorted(ns.counters(table).items()))))
     finally:
         findings = lab.stop()

@@ -1,6 +1,7 @@
-"""The deployment kit, proved (issue 9): Parley in three network namespaces -- internet
-(Prosody partners, their clients, public DNS), dmz (parley-proxy) and internal
-(parley-gateway, Kamailio, a SIP UA) -- behind deploy/nftables/edge.nft and internal.nft.
+"""The deployment kit, proved (issue 9): Parley in four network namespaces -- internet
+(Prosody partners, their clients, public DNS), dmz (parley-proxy), internal (the gateway
+host: parley-gateway) and frontend (the pool host: Kamailio, a SIP UA) -- behind
+deploy/nftables/edge.nft and internal.nft.
 The lab itself is deploy/lab.py (also `make lab`); each test here is one claim it proves.
 A new claim (presence, say) is one more test calling one more Lab.prove_* method.
 
@@ -63,6 +64,14 @@ def test_internal_rules_hold_without_edge_rules(lab):
     lab.prove_internal_drops_without_edge_rules()
 
 
+def test_sip_with_pool_crosses_gateway_host_rules(lab):
+    lab.prove_sip_crosses_gateway_rules()
+
+
+def test_only_sip_between_pool_host_and_gateway_host(lab):
+    lab.prove_frontend_gateway_undocumented()
+
+
 def test_internet_cannot_reach_gateway_or_link(lab):
     lab.prove_internet_cannot_reach_inside()
 
@@ -71,9 +80,10 @@ def test_only_documented_ports_answer(lab):
     lab.prove_only_documented_ports()
 
 
-def test_dmz_does_not_forward(lab):
-    assert lab.dmz.sysctl("net.ipv4.ip_forward") == "0"
-    assert lab.dmz.sysctl("net.ipv6.conf.all.forwarding") == "0"
+def test_dmz_and_gateway_host_do_not_forward(lab):
+    for ns in (lab.dmz, lab.internal):
+        assert ns.sysctl("net.ipv4.ip_forward") == "0"
+        assert ns.sysctl("net.ipv6.conf.all.forwarding") == "0"
 
 
 def test_metrics_on_loopback(lab):
