@@ -976,16 +976,20 @@ static void parse_substate(const char *v, char *st, size_t stcap, int *expires, 
 
 static void handle_notify(struct presence *p, struct sip_stxn *st, struct sip_msg *req)
 {
-	struct sip_dialog *d = sip_stack_dialog_find(p->sip, req);
+	/* Our dialogs are indexed under the key the stack's registry uses (Call-ID + local
+	 * tag): one lookup here instead of the registry's and then ours. */
 	char key[1024];
 	struct psub *ps = NULL;
-	if (d && sip_dialog_key(d, key, sizeof key) > 0) {
-		struct sip_map_node *n = sip_map_find(&p->dialogs, key, strlen(key));
-		ps = n ? sip_map_entry(n, struct psub, by_dialog) : NULL;
+	int kn = sip_dialog_key_of_request(req, key, sizeof key);
+	struct sip_map_node *n = kn > 0 ? sip_map_find(&p->dialogs, key, (size_t)kn) : NULL;
+	if (n) {
+		ps = sip_map_entry(n, struct psub, by_dialog);
+		if (!sip_dialog_matches(&ps->d, req))
+			ps = NULL;
 	}
 	if (!ps || ps->dir != STORE_SUB_XMPP_TO_SIP) {
 		log_info(0, "presence_notify_refused", "status=481 call_id=%s found_dialog=%d",
-			 sip_msg_call_id(req) ? sip_msg_call_id(req) : "-", d != NULL);
+			 sip_msg_call_id(req) ? sip_msg_call_id(req) : "-", ps != NULL);
 		sip_stxn_reply(st, 481, "Subscription does not exist");
 		return;
 	}

@@ -35,16 +35,29 @@ struct fast {
 	uint32_t cseq;
 	char cseq_method[32]; /* "" if no usable CSeq */
 	bool has_from, has_to, has_call_id;
+	/* A response we built (sip_msg_new_response): its To tag, "" if unknown or none, so
+	 * sip_msg_to_tag needs no osip parse on the send path. */
+	char to_tag[64];
 };
 
 struct sip_msg {
-	osip_message_t *om; /* NULL while a received response is not parsed yet */
+	osip_message_t *om; /* NULL while a lazy response is not parsed yet */
 	char *lazy;	    /* the header block osip will parse on first need */
 	size_t lazy_len;
 	struct fast *fast;
-	char *ctype; /* Content-Type value; osip never sees it */
-	uint8_t *body;
+	char *ctype;   /* Content-Type value; osip never sees it */
+	uint8_t *body; /* body_len bytes: in blk for a received message, else malloc'd */
 	size_t body_len;
+	/* A received request: its header block as received (Content-Type and -Length
+	 * included) then its body, one allocation. Responses are built from the header
+	 * text while raw_ok, i.e. no builder changed the osip view since the parse
+	 * (sip_msg_via_set_received is recorded in rcv / rport instead). */
+	uint8_t *blk;
+	size_t raw_len;
+	bool raw_ok;
+	bool body_in_blk;
+	char rcv[48]; /* "received" set on the top Via, "" if none */
+	int rport;    /* "rport" value set on the top Via, 0 if none */
 	char *cache[SMC__N];
 	struct sm_str *strs; /* per-message arena for other returned strings */
 	bool local;
@@ -134,6 +147,16 @@ static void cache_clear(struct sip_msg *m)
 	}
 }
 
+/* Frees the body unless it lives in the received block. */
+static void body_release(struct sip_msg *m)
+{
+	if (!m->body_in_blk)
+		free(m->body);
+	m->body_in_blk = false;
+	m->body = NULL;
+	m->body_len = 0;
+}
+
 void sip_msg_free(struct sip_msg *m)
 {
 	if (!m)
@@ -146,7 +169,8 @@ void sip_msg_free(struct sip_msg *m)
 		free(m->fast->reason);
 	free(m->fast);
 	free(m->ctype);
-	free(m->body);
+	body_release(m);
+	free(m->blk);
 	free(m);
 }
 
@@ -216,6 +240,51 @@ static bool hname_is(const char *name, size_t n, const char *lname)
 	if (l)
 		return strcmp(l, lname) == 0;
 	return strlen(lname) == n && strncasecmp(name, lname, n) == 0;
+}
+
+/* The headers the hot paths look for, by name (compact forms included): one switch on
+ * the length instead of a hname_is per candidate. */
+enum hk { HK_OTHER, HK_VIA, HK_FROM, HK_TO, HK_CALL_ID, HK_CSEQ, HK_RR, HK_CT, HK_CL };
+
+static enum hk hkind(const char *name, size_t n)
+{
+	switch (n) {
+	case 1:
+		switch (tolower((unsigned char)name[0])) {
+		case 'v':
+			return HK_VIA;
+		case 'f':
+			return HK_FROM;
+		case 't':
+			return HK_TO;
+		case 'i':
+			return HK_CALL_ID;
+		case 'c':
+			return HK_CT;
+		case 'l':
+			return HK_CL;
+		default:
+			return HK_OTHER;
+		}
+	case 2:
+		return strncasecmp(name, "to", 2) == 0 ? HK_TO : HK_OTHER;
+	case 3:
+		return strncasecmp(name, "via", 3) == 0 ? HK_VIA : HK_OTHER;
+	case 4:
+		return strncasecmp(name, "from", 4) == 0   ? HK_FROM
+		       : strncasecmp(name, "cseq", 4) == 0 ? HK_CSEQ
+							   : HK_OTHER;
+	case 7:
+		return strncasecmp(name, "call-id", 7) == 0 ? HK_CALL_ID : HK_OTHER;
+	case 12:
+		return strncasecmp(name, "content-type", 12) == 0   ? HK_CT
+		       : strncasecmp(name, "record-route", 12) == 0 ? HK_RR
+								    : HK_OTHER;
+	case 14:
+		return strncasecmp(name, "content-length", 14) == 0 ? HK_CL : HK_OTHER;
+	default:
+		return HK_OTHER;
+	}
 }
 
 static int parse_uint(const char *p, size_t n, unsigned long max, unsigned long *out)
@@ -296,23 +365,23 @@ static int scan_head(const char *h, size_t hlen, bool head_only, struct head_sca
 			nlen--;
 		if (nlen == 0)
 			return PE_PROTO;
-		const char *name = h + start;
+		enum hk k = hkind(h + start, nlen);
 		size_t vstart = (size_t)(colon - h) + 1;
-		if (!hs->via[1] && hname_is(name, nlen, "via")) {
+		if (!hs->via[1] && k == HK_VIA) {
 			hs->via[0] = vstart;
 			hs->via[1] = line_end;
-		} else if (!hs->cseq[1] && hname_is(name, nlen, "cseq")) {
+		} else if (!hs->cseq[1] && k == HK_CSEQ) {
 			hs->cseq[0] = vstart;
 			hs->cseq[1] = line_end;
-		} else if (hname_is(name, nlen, "from")) {
+		} else if (k == HK_FROM) {
 			hs->from = true;
-		} else if (hname_is(name, nlen, "to")) {
+		} else if (k == HK_TO) {
 			hs->to = true;
-		} else if (hname_is(name, nlen, "call-id")) {
+		} else if (k == HK_CALL_ID) {
 			hs->call_id = true;
 		}
-		bool is_ct = hname_is(name, nlen, "content-type");
-		bool is_cl = !is_ct && hname_is(name, nlen, "content-length");
+		bool is_ct = k == HK_CT;
+		bool is_cl = k == HK_CL;
 		if (is_ct || is_cl) {
 			if (hs->ncut == HEAD_CUTS)
 				return PE_PROTO;
@@ -473,6 +542,7 @@ static int parse(const void *buf, size_t len, bool head_only, struct sip_msg **o
 	struct head_scan hs;
 	struct sip_msg *m = NULL;
 	char *tmp = NULL;
+	char stk[4096]; /* osip copies what it parses: a request's cut header block fits here */
 	const char *end;
 	size_t hlen, avail, blen;
 	int r;
@@ -506,7 +576,7 @@ static int parse(const void *buf, size_t len, bool head_only, struct sip_msg **o
 	if (hs.ncut) {
 		/* osip sees neither Content-Type nor Content-Length: the body is ours */
 		size_t from = 0, o = 0;
-		tmp = malloc(hlen);
+		tmp = !lazy && hlen <= sizeof stk ? stk : malloc(hlen);
 		if (!tmp) {
 			r = PE_NOMEM;
 			goto fail;
@@ -554,10 +624,26 @@ static int parse(const void *buf, size_t len, bool head_only, struct sip_msg **o
 		r = PE_PROTO;
 		goto fail;
 	}
-	free(tmp);
+	if (tmp != stk)
+		free(tmp);
 	tmp = NULL;
 	m->ctype = hs.ct_value;
-	if (blen) {
+	if (!lazy) {
+		/* the header text for responses (sip_msg_response_wire) and the body, together */
+		m->blk = malloc(hlen + blen);
+		if (!m->blk) {
+			r = PE_NOMEM;
+			goto fail;
+		}
+		memcpy(m->blk, b, hlen + blen);
+		m->raw_len = hlen;
+		m->raw_ok = true;
+		if (blen) {
+			m->body = m->blk + hlen;
+			m->body_in_blk = true;
+			m->body_len = blen;
+		}
+	} else if (blen) {
 		m->body = malloc(blen);
 		if (!m->body) {
 			r = PE_NOMEM;
@@ -569,7 +655,8 @@ static int parse(const void *buf, size_t len, bool head_only, struct sip_msg **o
 	*out = m;
 	return 0;
 fail:
-	free(tmp);
+	if (tmp != stk)
+		free(tmp);
 	free(hs.ct_value);
 	if (m)
 		m->ctype = NULL;
@@ -654,6 +741,8 @@ const char *sip_msg_from_tag(struct sip_msg *m)
 
 const char *sip_msg_to_tag(struct sip_msg *m)
 {
+	if (m->fast && !m->om && m->fast->to_tag[0])
+		return m->fast->to_tag;
 	return addr_tag(OM(m)->to);
 }
 
@@ -669,14 +758,17 @@ const char *sip_msg_call_id(struct sip_msg *m)
 		return m->cache[SMC_CALL_ID];
 	if (!c || !c->number)
 		return NULL;
-	size_t n = strlen(c->number) + (c->host ? strlen(c->host) + 1 : 0) + 1;
-	char *s = malloc(n);
+	size_t nn = strlen(c->number), hn = c->host ? strlen(c->host) : 0;
+	char *s = malloc(nn + (c->host ? hn + 1 : 0) + 1);
 	if (!s)
 		return NULL;
-	if (c->host)
-		snprintf(s, n, "%s@%s", c->number, c->host);
-	else
-		memcpy(s, c->number, n);
+	memcpy(s, c->number, nn);
+	if (c->host) {
+		s[nn] = '@';
+		memcpy(s + nn + 1, c->host, hn);
+		nn += hn + 1;
+	}
+	s[nn] = '\0';
 	m->cache[SMC_CALL_ID] = s;
 	return s;
 }
@@ -1126,6 +1218,7 @@ fail:
 int sip_msg_set_request_uri(struct sip_msg *m, const char *ruri)
 {
 	osip_uri_t *u = NULL;
+	m->raw_ok = false;
 	if (!OM(m)->sip_method || osip_uri_init(&u) != 0)
 		return PE_INVAL;
 	if (osip_uri_parse(u, ruri) != 0) {
@@ -1153,11 +1246,301 @@ static bool creates_dialog(const char *method)
 			  strcmp(method, "REFER") == 0 || strcmp(method, "NOTIFY") == 0);
 }
 
+/* --- responses from the request's header text ---------------------------------------
+ * A response copies Via, From, To, Call-ID and CSeq from the request (RFC 3261 §8.2.6.2)
+ * and, for a 2xx to a dialog-forming request, Record-Route (§12.1.1). Cloning osip's
+ * structures and serialising them again costs dozens of small allocations per response;
+ * the header text we received already says all of it. The decisions osip's view drives
+ * (does To carry a tag, which received/rport the top Via got) are read from osip, so
+ * both ways give the same response. */
+
+struct wr {
+	char *p;
+	size_t n, cap;
+	bool over;
+};
+
+static void wr_put(struct wr *w, const char *s, size_t n)
+{
+	if (w->over || n > w->cap - w->n) {
+		w->over = true;
+		return;
+	}
+	memcpy(w->p + w->n, s, n);
+	w->n += n;
+}
+
+static void wr_str(struct wr *w, const char *s)
+{
+	wr_put(w, s, strlen(s));
+}
+
+/* A header value, unfolded: the CR LF of a continuation line go, its white space stays. */
+static void wr_value(struct wr *w, const char *v, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		const char *cr = memchr(v + i, '\r', n - i);
+		size_t k = cr ? (size_t)(cr - v) : n;
+		wr_put(w, v + i, k - i);
+		i = k + 2; /* CR LF: scan_head allowed no other use of CR */
+	}
+}
+
+/* End of the text in v[i..n) up to the first c outside a quoted string (n if none). */
+static size_t span_to(const char *v, size_t i, size_t n, char c)
+{
+	bool q = false;
+	for (; i < n; i++) {
+		if (q) {
+			if (v[i] == '\\' && i + 1 < n)
+				i++;
+			else if (v[i] == '"')
+				q = false;
+		} else if (v[i] == '"') {
+			q = true;
+		} else if (v[i] == c) {
+			return i;
+		}
+	}
+	return n;
+}
+
+static size_t trim_end(const char *v, size_t i, size_t n)
+{
+	while (n > i && (is_ws(v[n - 1]) || v[n - 1] == '\r' || v[n - 1] == '\n'))
+		n--;
+	return n;
+}
+
+/* The top Via value v[0..n) (a whole header line's value: later values after a comma are
+ * copied as they are) with the received and rport values sip_msg_via_set_received gave
+ * osip's view: an existing parameter takes the new value, a missing received is added. */
+static void wr_top_via(struct wr *w, const char *v, size_t n, const char *rcv, int rport)
+{
+	size_t end = span_to(v, 0, n, ','), tend = trim_end(v, 0, end);
+	size_t i = span_to(v, 0, tend, ';');
+	bool rcv_done = !*rcv;
+	char num[16];
+
+	wr_put(w, v, i);
+	while (i < tend) {
+		size_t j = span_to(v, i + 1, tend, ';'), a = i + 1, b;
+		while (a < j && is_ws(v[a]))
+			a++;
+		b = a;
+		while (b < j && v[b] != '=' && !is_ws(v[b]))
+			b++;
+		if (rport > 0 && b - a == 5 && strncasecmp(v + a, "rport", 5) == 0) {
+			snprintf(num, sizeof num, "%d", rport);
+			wr_str(w, ";rport=");
+			wr_str(w, num);
+		} else if (*rcv && b - a == 8 && strncasecmp(v + a, "received", 8) == 0) {
+			wr_str(w, ";received=");
+			wr_str(w, rcv);
+			rcv_done = true;
+		} else {
+			wr_value(w, v + i, j - i);
+		}
+		i = j;
+	}
+	if (!rcv_done) {
+		wr_str(w, ";received=");
+		wr_str(w, rcv);
+	}
+	wr_value(w, v + tend, n - tend);
+}
+
+/* Next header of a header block that scan_head accepted, from *pos (just after a line's
+ * LF). Sets the value [*v, *v + *vn) without leading white space and trailing CR LF /
+ * white space. Returns false at the empty line. */
+static bool raw_next(const char *h, size_t hlen, size_t *pos, const char **name, size_t *nlen,
+		     const char **v, size_t *vn)
+{
+	size_t start = *pos, line_end = start;
+	if (start >= hlen || h[start] == '\r')
+		return false;
+	for (;;) {
+		const char *nl = memchr(h + line_end, '\n', hlen - line_end);
+		line_end = (size_t)(nl - h) + 1;
+		if (line_end < hlen && is_ws(h[line_end]))
+			continue;
+		break;
+	}
+	const char *colon = memchr(h + start, ':', line_end - start);
+	size_t vs = (size_t)(colon - h) + 1, ve;
+	*name = h + start;
+	*nlen = (size_t)(colon - h) - start;
+	while (*nlen && is_ws(h[start + *nlen - 1]))
+		(*nlen)--;
+	while (vs < line_end && is_ws(h[vs]))
+		vs++;
+	ve = trim_end(h, vs, line_end);
+	*v = h + vs;
+	*vn = ve - vs;
+	*pos = line_end;
+	return true;
+}
+
+/* Writes the response's status line and headers (each line with its CR LF, no empty line
+ * and no Content-Length) into w. to_tag is added to To if osip's view of it has none and
+ * status > 100. Returns 0 or PE_STATE if req has no usable header text. */
+static int build_response(struct sip_msg *req, int status, const char *reason, const char *to_tag,
+			  struct wr *w)
+{
+	const char *h = (const char *)req->blk, *name, *v;
+	size_t hlen = req->raw_len, pos, nlen, vn, one[HK_CSEQ + 1][2] = {{0}};
+	bool seen[HK_CSEQ + 1] = {false}, top = true;
+	char sl[16] = "SIP/2.0 000 ";
+
+	if (!req->blk || !req->raw_ok || req->fast || !req->om || !req->om->sip_method)
+		return PE_STATE;
+	if (status < 100 || status > 699)
+		return PE_INVAL;
+	sl[8] = (char)('0' + status / 100);
+	sl[9] = (char)('0' + status / 10 % 10);
+	sl[10] = (char)('0' + status % 10);
+	wr_put(w, sl, 12);
+	wr_str(w, reason ? reason : sip_reason_phrase(status));
+	wr_put(w, "\r\n", 2);
+	const char *nl = memchr(h, '\n', hlen);
+	if (!nl)
+		return PE_STATE;
+	bool rr = status > 100 && status < 300 && creates_dialog(req->om->sip_method);
+	bool any_rr = false;
+	pos = (size_t)(nl - h) + 1;
+	while (raw_next(h, hlen, &pos, &name, &nlen, &v, &vn)) {
+		enum hk k = hkind(name, nlen);
+		if (k == HK_VIA) {
+			wr_put(w, "Via: ", 5);
+			if (top)
+				wr_top_via(w, v, vn, req->rcv, req->rport);
+			else
+				wr_value(w, v, vn);
+			wr_put(w, "\r\n", 2);
+			top = false;
+		} else if (k == HK_RR) {
+			any_rr = true;
+		} else if (k >= HK_FROM && k <= HK_CSEQ && !seen[k]) {
+			seen[k] = true;
+			one[k][0] = (size_t)(v - h);
+			one[k][1] = vn;
+		}
+	}
+	if (rr && any_rr) {
+		pos = (size_t)(nl - h) + 1;
+		while (raw_next(h, hlen, &pos, &name, &nlen, &v, &vn)) {
+			if (hkind(name, nlen) != HK_RR)
+				continue;
+			wr_put(w, "Record-Route: ", 14);
+			wr_value(w, v, vn);
+			wr_put(w, "\r\n", 2);
+		}
+	}
+	static const char *const names[HK_CSEQ + 1] = {[HK_FROM] = "From: ",
+						       [HK_TO] = "To: ",
+						       [HK_CALL_ID] = "Call-ID: ",
+						       [HK_CSEQ] = "CSeq: "};
+	for (int k = HK_FROM; k <= HK_CSEQ; k++) {
+		if (!seen[k])
+			continue;
+		wr_str(w, names[k]);
+		wr_value(w, h + one[k][0], one[k][1]);
+		if (k == HK_TO && to_tag && status > 100 && !sip_msg_to_tag(req)) {
+			wr_put(w, ";tag=", 5);
+			wr_str(w, to_tag);
+		}
+		wr_put(w, "\r\n", 2);
+	}
+	return w->over ? PE_TOOBIG : 0;
+}
+
+/* Room build_response may need: a compact name grows to at most "Call-ID: " and every
+ * line is at least "i:x" CR LF, so three times the header block covers the copies. */
+static size_t response_bound(const struct sip_msg *req, const char *reason, const char *to_tag)
+{
+	return 3 * req->raw_len + 128 + strlen(reason ? reason : "") +
+	       (to_tag ? strlen(to_tag) : 0) + sizeof req->rcv;
+}
+
+int sip_msg_response_wire(struct sip_msg *req, int status, const char *reason, const char *to_tag,
+			  struct buf *out)
+{
+	static const char tail[] = "Content-Length: 0\r\n\r\n";
+	uint8_t *p;
+	int r;
+	if (!req->blk || !req->raw_ok || req->fast)
+		return PE_STATE;
+	size_t cap = response_bound(req, reason, to_tag) + sizeof tail;
+	if ((r = buf_reserve(out, cap, &p)) != 0)
+		return r;
+	struct wr w = {.p = (char *)p, .cap = cap};
+	if ((r = build_response(req, status, reason, to_tag, &w)) != 0)
+		return r;
+	wr_put(&w, tail, sizeof tail - 1);
+	if (w.over)
+		return PE_TOOBIG;
+	buf_commit(out, w.n);
+	return 0;
+}
+
+/* sip_msg_new_response without osip: the header text becomes a lazy message (as a
+ * received response is) that osip parses only if someone reads or changes more than
+ * status, matching fields and To tag. NULL if req has no usable header text. */
+static struct sip_msg *lazy_response(struct sip_msg *req, int status, const char *reason,
+				     const char *to_tag)
+{
+	char stk[4096];
+	size_t cap = response_bound(req, reason, to_tag) + 2;
+	struct wr w = {.p = cap <= sizeof stk ? stk : malloc(cap), .cap = cap};
+	struct sip_msg *m = NULL;
+	const char *cm = NULL, *br, *tt;
+
+	if (!w.p)
+		return NULL;
+	if (build_response(req, status, reason, to_tag, &w) != 0)
+		goto out;
+	wr_put(&w, "\r\n", 2);
+	if (w.over || !(m = calloc(1, sizeof *m)) || !(m->fast = calloc(1, sizeof *m->fast)) ||
+	    !(m->fast->reason = strdup(reason ? reason : sip_reason_phrase(status))) ||
+	    !(m->lazy = malloc(w.n))) {
+		sip_msg_free(m);
+		m = NULL;
+		goto out;
+	}
+	memcpy(m->lazy, w.p, w.n);
+	m->lazy_len = w.n;
+	struct fast *f = m->fast;
+	f->status = status;
+	br = sip_msg_via_branch(req, 0);
+	if (br && strlen(br) < sizeof f->branch)
+		memcpy(f->branch, br, strlen(br) + 1);
+	f->cseq = sip_msg_cseq(req, &cm);
+	if (cm && strlen(cm) < sizeof f->cseq_method)
+		memcpy(f->cseq_method, cm, strlen(cm) + 1);
+	f->has_from = req->om->from != NULL;
+	f->has_to = req->om->to != NULL;
+	f->has_call_id = req->om->call_id != NULL;
+	tt = sip_msg_to_tag(req);
+	if (!tt && to_tag && status > 100 && req->om->to)
+		tt = to_tag;
+	if (tt && strlen(tt) < sizeof f->to_tag)
+		memcpy(f->to_tag, tt, strlen(tt) + 1);
+out:
+	if (w.p != stk)
+		free(w.p);
+	return m;
+}
+
 struct sip_msg *sip_msg_new_response(struct sip_msg *req, int status, const char *reason,
 				     const char *to_tag)
 {
-	struct sip_msg *m = msg_alloc();
-	osip_message_t *ro = OM(req), *o;
+	struct sip_msg *m;
+	osip_message_t *ro, *o;
+	if (req->blk && req->raw_ok && (m = lazy_response(req, status, reason, to_tag)))
+		return m;
+	m = msg_alloc();
+	ro = OM(req);
 	if (!m)
 		return NULL;
 	o = OM(m);
@@ -1224,6 +1607,7 @@ int sip_msg_set_from(struct sip_msg *m, const char *uri, const char *tag)
 {
 	osip_from_t *f;
 	int r = make_addr(uri, tag, &f);
+	m->raw_ok = false;
 	if (r)
 		return r;
 	osip_from_free(OM(m)->from);
@@ -1236,6 +1620,7 @@ int sip_msg_set_to(struct sip_msg *m, const char *uri, const char *tag)
 {
 	osip_from_t *f;
 	int r = make_addr(uri, tag, &f);
+	m->raw_ok = false;
 	if (r)
 		return r;
 	osip_to_free(OM(m)->to);
@@ -1247,6 +1632,7 @@ int sip_msg_set_to(struct sip_msg *m, const char *uri, const char *tag)
 int sip_msg_set_to_tag(struct sip_msg *m, const char *tag)
 {
 	osip_generic_param_t *p = NULL;
+	m->raw_ok = false;
 	if (!OM(m)->to || !tag)
 		return PE_INVAL;
 	if (osip_from_get_tag(OM(m)->to, &p) == 0 && p) {
@@ -1261,6 +1647,7 @@ int sip_msg_set_to_tag(struct sip_msg *m, const char *tag)
 int sip_msg_set_call_id(struct sip_msg *m, const char *call_id)
 {
 	osip_call_id_t *c;
+	m->raw_ok = false;
 	if (!call_id || !*call_id || osip_call_id_init(&c) != 0)
 		return PE_INVAL;
 	if (osip_call_id_parse(c, call_id) != 0) {
@@ -1277,6 +1664,7 @@ int sip_msg_set_cseq(struct sip_msg *m, uint32_t num, const char *method)
 {
 	osip_cseq_t *c;
 	char n[16];
+	m->raw_ok = false;
 	if (!is_token(method) || osip_cseq_init(&c) != 0)
 		return PE_INVAL;
 	snprintf(n, sizeof n, "%u", num);
@@ -1292,6 +1680,7 @@ int sip_msg_push_via(struct sip_msg *m, enum sip_proto proto, const char *sent_b
 {
 	char tmp[512];
 	osip_via_t *v;
+	m->raw_ok = false;
 	int n = snprintf(tmp, sizeof tmp, "SIP/2.0/%s %s;branch=%s%s", sip_proto_name(proto),
 			 sent_by, branch, rport ? ";rport" : "");
 	if (n < 0 || (size_t)n >= sizeof tmp)
@@ -1312,6 +1701,7 @@ int sip_msg_push_via(struct sip_msg *m, enum sip_proto proto, const char *sent_b
 int sip_msg_pop_via(struct sip_msg *m)
 {
 	osip_via_t *v = osip_list_get(&OM(m)->vias, 0);
+	m->raw_ok = false;
 	if (!v)
 		return PE_NOTFOUND;
 	osip_list_remove(&OM(m)->vias, 0);
@@ -1336,11 +1726,17 @@ int sip_msg_via_set_received(struct sip_msg *m, const char *ip, int port)
 	char pb[12];
 	if (!v)
 		return PE_NOTFOUND;
-	if (ip && (!v->host || strcasecmp(v->host, ip) != 0))
+	if (ip && (!v->host || strcasecmp(v->host, ip) != 0)) {
 		via_param_set(v, "received", ip);
+		if (strlen(ip) < sizeof m->rcv)
+			memcpy(m->rcv, ip, strlen(ip) + 1);
+		else
+			m->raw_ok = false;
+	}
 	if (port > 0 && via_param(v, "rport")) {
 		snprintf(pb, sizeof pb, "%d", port);
 		via_param_set(v, "rport", pb);
+		m->rport = port;
 	}
 	return 0;
 }
@@ -1352,6 +1748,7 @@ int sip_msg_remove_header(struct sip_msg *m, const char *name)
 	size_t n = strlen(name);
 	const char *l = long_name(name, n);
 	char lname[64];
+	m->raw_ok = false;
 	if (!l) {
 		if (n >= sizeof lname)
 			return 0;
@@ -1375,6 +1772,7 @@ int sip_msg_remove_header(struct sip_msg *m, const char *name)
 int sip_msg_set_max_forwards(struct sip_msg *m, int n)
 {
 	char v[8];
+	m->raw_ok = false;
 	if (n < 0 || n > 255)
 		return PE_INVAL;
 	sip_msg_remove_header(m, "max-forwards");
@@ -1390,14 +1788,59 @@ static bool hvalue_ok(const char *v)
 	return true;
 }
 
+/* Headers osip keeps as structures: a lazy message only takes them through osip (a
+ * value osip refused would make the later parse fail), Contact excepted after a check. */
+static bool osip_structured(const char *name, size_t n)
+{
+	static const char *const names[] = {"via",  "from",  "to",	     "call-id",
+					    "cseq", "route", "record-route", "mime-version"};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (hname_is(name, n, names[i]))
+			return true;
+	for (size_t i = 0; i < sizeof list_hdrs / sizeof list_hdrs[0]; i++)
+		if (hname_is(name, n, list_hdrs[i].lname))
+			return true;
+	return false;
+}
+
+/* Appends "name: value" to a lazy message's header text (before its empty line), or
+ * goes through osip for a structured header. */
+static int lazy_add_header(struct sip_msg *m, const char *name, size_t n, const char *value)
+{
+	size_t vn = strlen(value);
+	if (hname_is(name, n, "contact")) {
+		osip_contact_t *c = NULL;
+		int bad = osip_contact_init(&c) != 0 || osip_contact_parse(c, value) != 0;
+		osip_contact_free(c);
+		if (bad)
+			return PE_INVAL;
+	} else if (osip_structured(name, n)) {
+		return osip_message_set_header(OM(m), name, value) == 0 ? 0 : PE_INVAL;
+	}
+	char *l = realloc(m->lazy, m->lazy_len + n + vn + 4);
+	if (!l)
+		return PE_NOMEM;
+	size_t at = m->lazy_len - 2; /* the empty line's CR LF */
+	memcpy(l + at, name, n);
+	memcpy(l + at + n, ": ", 2);
+	memcpy(l + at + n + 2, value, vn);
+	memcpy(l + at + n + 2 + vn, "\r\n\r\n", 4);
+	m->lazy = l;
+	m->lazy_len += n + vn + 4;
+	return 0;
+}
+
 int sip_msg_add_header(struct sip_msg *m, const char *name, const char *value)
 {
 	size_t n;
+	m->raw_ok = false;
 	if (!is_token(name) || !value || !hvalue_ok(value))
 		return PE_INVAL;
 	n = strlen(name);
 	if (hname_is(name, n, "content-type") || hname_is(name, n, "content-length"))
 		return PE_INVAL;
+	if (m->lazy && !m->om)
+		return lazy_add_header(m, name, n, value);
 	/* osip routes the structured ones (Contact, Accept, Route, …) to their lists */
 	return osip_message_set_header(OM(m), name, value) == 0 ? 0 : PE_INVAL;
 }
@@ -1405,6 +1848,7 @@ int sip_msg_add_header(struct sip_msg *m, const char *name, const char *value)
 int sip_msg_set_contact(struct sip_msg *m, const char *contact)
 {
 	osip_contact_t *c;
+	m->raw_ok = false;
 	if (!contact || !hvalue_ok(contact))
 		return PE_INVAL;
 	while ((c = osip_list_get(&OM(m)->contacts, 0)) != NULL) {
@@ -1418,6 +1862,7 @@ int sip_msg_set_contact(struct sip_msg *m, const char *contact)
 
 int sip_msg_add_route(struct sip_msg *m, const char *route)
 {
+	m->raw_ok = false;
 	if (!route || !hvalue_ok(route))
 		return PE_INVAL;
 	return osip_message_set_route(OM(m), route) == 0 ? 0 : PE_INVAL;
@@ -1442,7 +1887,7 @@ int sip_msg_set_body(struct sip_msg *m, const char *ctype, const void *body, siz
 		memcpy(b, body, len);
 	}
 	free(m->ctype);
-	free(m->body);
+	body_release(m);
 	m->ctype = c;
 	m->body = b;
 	m->body_len = len;
@@ -1457,35 +1902,42 @@ int sip_msg_serialise(struct sip_msg *m, struct buf *out)
 	size_t l = 0, keep;
 	char extra[1100];
 	int n, r;
+	bool lazy = m->lazy && !m->om;
 
-	/* osip must write no body and its own "Content-Length: 0" last, which we replace. */
-	if (OM(m)->content_length) {
-		osip_content_length_free(OM(m)->content_length);
-		OM(m)->content_length = NULL;
+	if (lazy) {
+		/* built or received text nobody changed: as it is, less its empty line */
+		s = m->lazy;
+		keep = m->lazy_len - 2;
+	} else {
+		/* osip must write no body and its own "Content-Length: 0" last, which we
+		 * replace. */
+		if (OM(m)->content_length) {
+			osip_content_length_free(OM(m)->content_length);
+			OM(m)->content_length = NULL;
+		}
+		if (OM(m)->content_type) {
+			osip_content_type_free(OM(m)->content_type);
+			OM(m)->content_type = NULL;
+		}
+		OM(m)->message_property = 2;
+		if (osip_message_to_str(OM(m), &s, &l) != 0 || !s)
+			return PE_PROTO;
+		if (l < tl || memcmp(s + l - tl, tail, tl) != 0) {
+			osip_free(s);
+			return PE_PROTO;
+		}
+		keep = l - tl;
 	}
-	if (OM(m)->content_type) {
-		osip_content_type_free(OM(m)->content_type);
-		OM(m)->content_type = NULL;
-	}
-	OM(m)->message_property = 2;
-	if (osip_message_to_str(OM(m), &s, &l) != 0 || !s)
-		return PE_PROTO;
-	if (l < tl || memcmp(s + l - tl, tail, tl) != 0) {
-		osip_free(s);
-		return PE_PROTO;
-	}
-	keep = l - tl;
 	if (m->ctype)
 		n = snprintf(extra, sizeof extra, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
 			     m->ctype, m->body_len);
 	else
 		n = snprintf(extra, sizeof extra, "Content-Length: %zu\r\n\r\n", m->body_len);
-	if (n < 0 || (size_t)n >= sizeof extra) {
-		osip_free(s);
-		return PE_PROTO;
-	}
 	uint8_t *w;
-	r = buf_reserve(out, keep + (size_t)n + m->body_len, &w);
+	if (n < 0 || (size_t)n >= sizeof extra)
+		r = PE_PROTO;
+	else
+		r = buf_reserve(out, keep + (size_t)n + m->body_len, &w);
 	if (r == 0) {
 		memcpy(w, s, keep);
 		memcpy(w + keep, extra, (size_t)n);
@@ -1493,7 +1945,8 @@ int sip_msg_serialise(struct sip_msg *m, struct buf *out)
 			memcpy(w + keep + (size_t)n, m->body, m->body_len);
 		buf_commit(out, keep + (size_t)n + m->body_len);
 	}
-	osip_free(s);
+	if (!lazy)
+		osip_free(s);
 	return r;
 }
 

@@ -141,6 +141,16 @@ struct sip_msg *sip_msg_new_request(const char *method, const char *ruri);
  * only if allocation fails. */
 struct sip_msg *sip_msg_new_response(struct sip_msg *req, int status, const char *reason,
 				     const char *to_tag);
+/* The wire form of the response sip_msg_new_response(req, status, reason, to_tag) would
+ * serialise to, with no other header and no body, appended to out and built straight
+ * from the header text req was parsed from (no osip work, a few hundred bytes copied).
+ * For a received request only: PE_STATE if req was built locally or changed by a
+ * builder since the parse (sip_msg_via_set_received excepted), PE_INVAL for a status
+ * outside 100-699, PE_TOOBIG (out's bound), PE_NOMEM. sip_msg_new_response uses the
+ * same text for such requests (osip parses it only if the response is read or changed
+ * beyond status, reason, matching fields, To tag and appended headers). */
+int sip_msg_response_wire(struct sip_msg *req, int status, const char *reason, const char *to_tag,
+			  struct buf *out);
 /* A minimal response with no copied headers: for input too broken to copy from. */
 struct sip_msg *sip_msg_new_bare_response(int status, const char *reason);
 

@@ -708,24 +708,37 @@ struct sip_msg *sip_stxn_response(struct sip_stxn *st, int status, const char *r
 	return sip_msg_new_response(st->req, status, reason, st->tag);
 }
 
+static int send_scratch(struct sip_txn_layer *l, const struct sip_hop *hop, size_t n,
+			uint8_t **keep, size_t *keep_len);
+
 static int send_copy(struct sip_txn_layer *l, const struct sip_hop *hop, struct sip_msg *m,
 		     uint8_t **keep, size_t *keep_len)
 {
-	uint64_t flow = 0;
 	int n = serialise(l, m);
 	if (n < 0)
 		return n;
+	return send_scratch(l, hop, (size_t)n, keep, keep_len);
+}
+
+/* Sends the n bytes of a response in the scratch buffer, keeping a copy on UDP for
+ * retransmitted requests. */
+static int send_scratch(struct sip_txn_layer *l, const struct sip_hop *hop, size_t n,
+			uint8_t **keep, size_t *keep_len)
+{
+	uint64_t flow = 0;
 	if (keep) {
-		uint8_t *c = malloc((size_t)n);
+		uint8_t *c = malloc(n);
 		if (c) {
-			memcpy(c, buf_head(&l->scratch), (size_t)n);
+			memcpy(c, buf_head(&l->scratch), n);
 			free(*keep);
 			*keep = c;
-			*keep_len = (size_t)n;
+			*keep_len = n;
 		}
 	}
-	return l->io.send(l->io_arg, hop, buf_head(&l->scratch), (size_t)n, &flow);
+	return l->io.send(l->io_arg, hop, buf_head(&l->scratch), n, &flow);
 }
+
+static int stxn_sent(struct sip_stxn *st, int status, int r);
 
 int sip_stxn_respond(struct sip_stxn *st, struct sip_msg *resp)
 {
@@ -740,6 +753,13 @@ int sip_stxn_respond(struct sip_stxn *st, struct sip_msg *resp)
 		sip_msg_set_to_tag(resp, st->tag);
 	r = send_copy(l, &st->dest, resp, st->reliable ? NULL : &st->last, &st->last_len);
 	sip_msg_free(resp);
+	return stxn_sent(st, status, r);
+}
+
+/* After a response went out (r: how the send went): provisional or final bookkeeping. */
+static int stxn_sent(struct sip_stxn *st, int status, int r)
+{
+	struct sip_txn_layer *l = st->l;
 	if (r) {
 		char hs[96];
 		log_info(0, "sip_respond_failed", "hop=\"%s\" status=%d err=\"%s\"",
@@ -766,6 +786,16 @@ int sip_stxn_respond(struct sip_stxn *st, struct sip_msg *resp)
 
 int sip_stxn_reply(struct sip_stxn *st, int status, const char *reason)
 {
+	struct sip_txn_layer *l = st->l;
+	if (st->final_sent || status < 100)
+		return PE_STATE;
+	/* the common case: the bytes straight from the request's header text */
+	buf_consume(&l->scratch, buf_len(&l->scratch));
+	if (sip_msg_response_wire(st->req, status, reason, st->tag, &l->scratch) == 0) {
+		int r = send_scratch(l, &st->dest, buf_len(&l->scratch),
+				     st->reliable ? NULL : &st->last, &st->last_len);
+		return stxn_sent(st, status, r);
+	}
 	struct sip_msg *resp = sip_stxn_response(st, status, reason);
 	if (!resp)
 		abort();
@@ -813,12 +843,33 @@ static size_t server_key(struct sip_msg *m, char *out, size_t cap)
 	if (strcmp(method, "ACK") == 0)
 		method = "INVITE";
 	sip_msg_via_top(m, &proto, &host, &port, NULL, NULL);
-	if (branch && strncmp(branch, "z9hG4bK", 7) == 0)
-		n = snprintf(out, cap, "%s\n%s:%d\n%s", branch, host ? host : "", port, method);
-	else
-		n = snprintf(out, cap, "2543\n%s\n%s\n%u\n%s:%d\n%s\n%s", sip_msg_call_id(m),
-			     sip_msg_from_tag(m) ? sip_msg_from_tag(m) : "", sip_msg_cseq(m, NULL),
-			     host ? host : "", port, method, branch ? branch : "");
+	if (branch && strncmp(branch, "z9hG4bK", 7) == 0) {
+		/* every request takes this path: no printf */
+		size_t bl = strlen(branch), hl = host ? strlen(host) : 0, ml = strlen(method), o;
+		char pb[8];
+		int pl = 0;
+		unsigned pv = (unsigned)port;
+		do
+			pb[sizeof pb - 1 - pl++] = (char)('0' + pv % 10);
+		while ((pv /= 10) && pl < (int)sizeof pb);
+		if (bl + hl + (size_t)pl + ml + 3 >= cap)
+			return 0;
+		memcpy(out, branch, bl);
+		o = bl;
+		out[o++] = '\n';
+		if (hl)
+			memcpy(out + o, host, hl);
+		o += hl;
+		out[o++] = ':';
+		memcpy(out + o, pb + sizeof pb - pl, (size_t)pl);
+		o += (size_t)pl;
+		out[o++] = '\n';
+		memcpy(out + o, method, ml + 1);
+		return o + ml;
+	}
+	n = snprintf(out, cap, "2543\n%s\n%s\n%u\n%s:%d\n%s\n%s", sip_msg_call_id(m),
+		     sip_msg_from_tag(m) ? sip_msg_from_tag(m) : "", sip_msg_cseq(m, NULL),
+		     host ? host : "", port, method, branch ? branch : "");
 	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 

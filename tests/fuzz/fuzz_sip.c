@@ -113,6 +113,14 @@ static void respond(struct sip_msg *m)
 		abort();
 	buf_init(&out, 1 << 20);
 	if (sip_msg_serialise(r, &out) == 0) {
+		/* built from the request's text: the wire form and the lazy message agree */
+		struct buf w;
+		buf_init(&w, 1 << 20);
+		if (sip_msg_response_wire(m, 400, "Bad Request (fuzz)", "tag1", &w) != 0 ||
+		    buf_len(&w) != buf_len(&out) ||
+		    memcmp(buf_head(&w), buf_head(&out), buf_len(&w)) != 0)
+			abort();
+		buf_deinit(&w);
 		if (sip_msg_parse(buf_head(&out), buf_len(&out), &p) == 0) {
 			if (sip_msg_status(p) != 400)
 				abort();
