@@ -892,6 +892,23 @@ static void uac_subscribe(struct psub *ps, uint32_t expires)
 
 /* The presence a NOTIFY body gives, to the partner user (D2, E2-E5): one stanza per
  * tuple, unavailable for resources that went away. */
+/* How available a show is, most first: chat, none, away, xa, dnd. */
+static int show_rank(enum pidf_show s)
+{
+	switch (s) {
+	case PIDF_SHOW_CHAT:
+		return 0;
+	case PIDF_SHOW_NONE:
+		return 1;
+	case PIDF_SHOW_AWAY:
+		return 2;
+	case PIDF_SHOW_XA:
+		return 3;
+	default:
+		return 4;
+	}
+}
+
 static void uac_deliver(struct psub *ps, const char *body, size_t len)
 {
 	struct presence *p = ps->p;
@@ -903,16 +920,28 @@ static void uac_deliver(struct psub *ps, const char *body, size_t len)
 		return;
 	}
 	bool notes = sees_notes(p, ps->jid);
-	char *now[MAX_RESOURCES];
-	size_t nnow = 0;
-	for (size_t i = 0; i < doc.n && nnow < MAX_RESOURCES; i++) {
+	/* one stanza per resource; tuples that are not ours (several SIP devices, aggregated
+	 * by the presence server) all stand for the bare JID: the most available one speaks */
+	const struct pidf_tuple *best[MAX_RESOURCES];
+	size_t nbest = 0;
+	for (size_t i = 0; i < doc.n; i++) {
 		const struct pidf_tuple *t = &doc.tuples[i];
 		const char *res = t->resource ? t->resource : "";
-		bool dup = false;
-		for (size_t k = 0; k < nnow; k++)
-			dup |= strcmp(now[k], res) == 0;
-		if (dup || !t->open)
+		if (!t->open)
 			continue;
+		size_t k = 0;
+		while (k < nbest && strcmp(best[k]->resource ? best[k]->resource : "", res) != 0)
+			k++;
+		if (k == nbest && nbest < MAX_RESOURCES)
+			best[nbest++] = t;
+		else if (k < nbest && show_rank(t->show) < show_rank(best[k]->show))
+			best[k] = t;
+	}
+	char *now[MAX_RESOURCES];
+	size_t nnow = 0;
+	for (size_t i = 0; i < nbest; i++) {
+		const struct pidf_tuple *t = best[i];
+		const char *res = t->resource ? t->resource : "";
 		char from[2 * JID_BUF];
 		if (*res)
 			snprintf(from, sizeof from, "%s/%s", ps->org, res);

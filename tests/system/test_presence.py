@@ -20,14 +20,14 @@ PIDF = """<?xml version='1.0' encoding='UTF-8'?>
 <presence xmlns='urn:ietf:params:xml:ns:pidf'
   xmlns:dm='urn:ietf:params:xml:ns:pidf:data-model'
   xmlns:rpid='urn:ietf:params:xml:ns:pidf:rpid' entity='sip:bob@corp.test'>
- <tuple id='t1'><status><basic>{basic}</basic>{show}</status>{note}</tuple>
+ <tuple id='{tid}'><status><basic>{basic}</basic>{show}</status>{note}</tuple>
  {person}
 </presence>"""
 
 
-def bob_pidf(basic="open", activity=None, note=None, show=None):
+def bob_pidf(basic="open", activity=None, note=None, show=None, tid="t1"):
     return PIDF.format(
-        basic=basic,
+        tid=tid, basic=basic,
         show="<show xmlns='jabber:client'>%s</show>" % show if show else "",
         note="<note xml:lang='en'>%s</note>" % note if note else "",
         person="<dm:person id='p1'><rpid:activities><rpid:%s/></rpid:activities></dm:person>"
@@ -331,3 +331,28 @@ def test_publish_to_the_pool(tmp_path, running, daemons, certs):
     lab.gw.wait_log(r"event=presence_publish_expired jid=alice@partner.test")
     wait_for(lambda: any("after 412" in str(row[1]) for row in presentity(lab, "alice")), 20,
              "a new publication after the 412")
+
+
+def test_two_sip_devices_most_available_wins(tmp_path, running, daemons, certs):
+    """Kamailio aggregates the publications of bob's two devices into one document whose
+    tuples are not ours: alice sees bob's most available state, not the first tuple's."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED)
+    subscribe_alice_to_bob(lab)
+    phone = UA("bob", "corp.test", "127.0.0.64", proxy=("127.0.0.61", 5060))
+    phone.start()
+    running.append(phone)
+    # (a person-level RPID activity would describe bob on every device: per tuple here)
+    assert lab.bob.publish(body=bob_pidf(show="dnd", note="desk busy")).status == 200
+    n = len(lab.alice.events("presence"))
+    assert phone.publish(body=bob_pidf(note="phone free", tid="phone")).status == 200
+    e = wait_presence(lab.alice, lambda e: e.get("status") == "phone free",
+                      "the phone's available state", since=n)
+    assert (e.get("show") or None) in (None, "available"), e
+    # the desk publishes again (whichever comes first in the pool's document): still the phone
+    n = len(lab.alice.events("presence"))
+    assert lab.bob.publish(body=bob_pidf(show="dnd", note="desk still busy")).status == 200
+    wait_for(lambda: len(presences(lab.alice, n)) > 0, 20, "a presence after the desk's update")
+    time.sleep(1)
+    last = presences(lab.alice, n)[-1]
+    assert last.get("status") == "phone free" and (last.get("show") or None) in (
+        None, "available"), presences(lab.alice, n)
