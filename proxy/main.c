@@ -89,6 +89,21 @@ struct proxy {
 	struct px_metrics pm;
 	struct px_lat lat[PX_LAT_SLOTS];
 	struct policy *pol; /* the newest snapshot, for parleyctl partners; NULL before one */
+	/* Stanzas toward partners that arrived before the first snapshot (a gateway replaying
+	 * its unacknowledged frames to a restarted edge sends them ahead of its policy): kept,
+	 * packed, until the policy says which domains we serve. */
+	struct held *held, **held_tail;
+	size_t nheld;
+};
+
+#define HELD_MAX 65536
+
+struct held {
+	struct held *next;
+	struct link_peer *lp;
+	uint64_t seq;
+	size_t len;
+	uint8_t data[];
 };
 
 static void on_term(void *arg)
@@ -160,6 +175,8 @@ static void on_hup(void *arg)
 	reload(arg, err, sizeof err);
 }
 
+static void release_held(struct proxy *p);
+
 static void hook_policy(void *arg, const Parley__Link__PolicySnapshot *snap)
 {
 	struct proxy *p = arg;
@@ -173,12 +190,58 @@ static void hook_policy(void *arg, const Parley__Link__PolicySnapshot *snap)
 		s2s_set_policy(p->s2s, snap);
 	if (p->s2s_out)
 		s2s_out_set_policy(p->s2s_out, snap);
+	if (p->pol)
+		release_held(p);
 }
+
+static void submit_stanza(struct proxy *p, struct link_peer *lp, uint64_t seq,
+			  const Parley__Link__Stanza *st);
 
 static void hook_stanza(void *arg, struct link_peer *lp, uint64_t seq,
 			const Parley__Link__Stanza *st)
 {
 	struct proxy *p = arg;
+	if (!p->pol && p->nheld < HELD_MAX) {
+		size_t n = parley__link__stanza__get_packed_size(st);
+		struct held *h = malloc(sizeof *h + n);
+		if (!h)
+			abort();
+		*h = (struct held){.lp = lp, .seq = seq, .len = n};
+		parley__link__stanza__pack(st, h->data);
+		if (!p->held_tail)
+			p->held_tail = &p->held;
+		*p->held_tail = h;
+		p->held_tail = &h->next;
+		p->nheld++;
+		return;
+	}
+	submit_stanza(p, lp, seq, st);
+}
+
+/* The first policy arrived: what waited for it goes out, in order. */
+static void release_held(struct proxy *p)
+{
+	struct held *h = p->held;
+	p->held = NULL;
+	p->held_tail = NULL;
+	if (h)
+		log_info(0, "held_released", "stanzas=%zu", p->nheld);
+	p->nheld = 0;
+	while (h) {
+		struct held *next = h->next;
+		Parley__Link__Stanza *st = parley__link__stanza__unpack(NULL, h->len, h->data);
+		if (st) {
+			submit_stanza(p, h->lp, h->seq, st);
+			parley__link__stanza__free_unpacked(st, NULL);
+		}
+		free(h);
+		h = next;
+	}
+}
+
+static void submit_stanza(struct proxy *p, struct link_peer *lp, uint64_t seq,
+			  const Parley__Link__Stanza *st)
+{
 	struct s2s_out_ticket t = {.owner = lp, .seq = seq, .ref = st->ref};
 	(*p->pm.out_stanzas[(unsigned)st->kind & 3u])++;
 	struct px_lat *l = &p->lat[seq % PX_LAT_SLOTS];
@@ -671,6 +734,10 @@ out:
 	ops_free(&p.ops);
 	if (p.pol)
 		policy_unref(p.pol);
+	for (struct held *h = p.held, *next; h; h = next) {
+		next = h->next; /* never released: the gateway sends them again to the next edge */
+		free(h);
+	}
 	uv_loop_close(p.loop);
 	conf_free(proxy_options, N_OPTIONS, &p.cfg);
 	return rc;

@@ -356,3 +356,26 @@ def test_two_sip_devices_most_available_wins(tmp_path, running, daemons, certs):
     last = presences(lab.alice, n)[-1]
     assert last.get("status") == "phone free" and (last.get("show") or None) in (
         None, "available"), presences(lab.alice, n)
+
+
+def test_proxy_restart_keeps_presence_flowing(tmp_path, running, daemons, certs):
+    """The edge keeps no presence state: after it is killed and restarted, the partner's
+    server reconnects, the gateway relinks, and updates flow both ways in the same SIP
+    dialogs, with no one subscribing again."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED)
+    subscribe_alice_to_bob(lab)
+    subscribe_bob_to_alice(lab)
+    applied = lab.px.text().count("event=policy_applied")
+    lab.px.kill()
+    lab.px.start()
+    wait_for(lambda: lab.px.text().count("event=policy_applied") > applied, 20,
+             "the restarted edge's policy")
+    assert "event=s2s_out_bounce" not in lab.px.text()  # replayed frames wait for the policy
+    n = len(lab.alice.events("presence"))
+    assert lab.bob.publish(body=bob_pidf(activity="away", note="after the edge")).status == 200
+    wait_presence(lab.alice, lambda e: e.get("status") == "after the edge",
+                  "bob's update after the edge restarted", since=n, timeout=40)
+    lab.alice.set_presence(show="dnd", status="edge back")
+    wait_for(lambda: notifies(lab.bob, lambda m: "edge back" in m.text), 40,
+             "alice's update at bob after the edge restarted")
+    assert lab.gw.text().count("event=presence_subscribe ") == 1  # nobody subscribed again
