@@ -80,6 +80,8 @@ struct psub {
 	unsigned failures;
 	char *shown[MAX_RESOURCES]; /* UAC: resources announced to the partner user */
 	size_t nshown;
+	char *undelivered; /* UAC: the last NOTIFY body no edge could take; resent each tick */
+	size_t undelivered_len;
 };
 
 struct ack {
@@ -285,6 +287,7 @@ static void shown_clear(struct psub *ps)
 
 static void psub_free(struct psub *ps)
 {
+	free(ps->undelivered);
 	sip_dialog_deinit(&ps->d);
 	shown_clear(ps);
 	free(ps->jid);
@@ -385,7 +388,8 @@ static void unpersist(struct psub *ps)
 
 /* ---- toward XMPP ---- */
 
-static void send_presence(struct presence *p, const char *from, const char *to, const char *type,
+/* Returns false if no edge could take it (logged). */
+static bool send_presence(struct presence *p, const char *from, const char *to, const char *type,
 			  enum pidf_show show, const char *status, const char *lang,
 			  const int *priority)
 {
@@ -407,11 +411,13 @@ static void send_presence(struct presence *p, const char *from, const char *to, 
 	f.body_case = PARLEY__LINK__FRAME__BODY_STANZA;
 	f.stanza = &s;
 	int r = edgelink_send_to(p->edges, domain_part(to), &f);
-	if (r)
+	if (r) {
 		log_warn(0, "presence_lost", "from=%s to=%s type=%s err=\"%s\"", from, to,
 			 type ? type : "available", pe_strerror(r));
-	else
-		p->stats.presence_out++;
+		return false;
+	}
+	p->stats.presence_out++;
+	return true;
 }
 
 /* ---- partner users' presence (the cache SIP watchers are told from) ---- */
@@ -919,7 +925,7 @@ static void uac_deliver(struct psub *ps, const char *body, size_t len)
 		log_info(0, "presence_bad_pidf", "sip=%s err=\"%s\"", ps->sip, err);
 		return;
 	}
-	bool notes = sees_notes(p, ps->jid);
+	bool notes = sees_notes(p, ps->jid), ok = true;
 	/* one stanza per resource; tuples that are not ours (several SIP devices, aggregated
 	 * by the presence server) all stand for the bare JID: the most available one speaks */
 	const struct pidf_tuple *best[MAX_RESOURCES];
@@ -948,8 +954,8 @@ static void uac_deliver(struct psub *ps, const char *body, size_t len)
 		else
 			snprintf(from, sizeof from, "%s", ps->org);
 		int prio = t->priority;
-		send_presence(p, from, ps->jid, NULL, t->show, notes ? t->note : NULL,
-			      notes ? t->note_lang : NULL, t->has_priority ? &prio : NULL);
+		ok &= send_presence(p, from, ps->jid, NULL, t->show, notes ? t->note : NULL,
+				    notes ? t->note_lang : NULL, t->has_priority ? &prio : NULL);
 		now[nnow++] = dup0(res);
 	}
 	/* resources shown before and absent now: unavailable (no body = unavailable, D2) */
@@ -970,7 +976,7 @@ static void uac_deliver(struct psub *ps, const char *body, size_t len)
 			    strcmp(doc.tuples[k].resource ? doc.tuples[k].resource : "",
 				   ps->shown[i]) == 0)
 				st = doc.tuples[k].note;
-		send_presence(p, from, ps->jid, "unavailable", PIDF_SHOW_NONE, st, NULL, NULL);
+		ok &= send_presence(p, from, ps->jid, "unavailable", PIDF_SHOW_NONE, st, NULL, NULL);
 	}
 	if (nnow == 0 && ps->nshown == 0) {
 		/* nothing available and nothing shown yet: say unavailable once */
@@ -978,12 +984,31 @@ static void uac_deliver(struct psub *ps, const char *body, size_t len)
 		for (size_t k = 0; notes && k < doc.n; k++)
 			if (doc.tuples[k].note)
 				st = doc.tuples[k].note;
-		send_presence(p, ps->org, ps->jid, "unavailable", PIDF_SHOW_NONE, st, NULL, NULL);
+		ok &= send_presence(p, ps->org, ps->jid, "unavailable", PIDF_SHOW_NONE, st, NULL,
+				    NULL);
 	}
+	pidf_doc_free(&doc);
+	if (!ok) {
+		/* no edge: keep the state (a newer NOTIFY replaces it) and what the partner user
+		 * was last told, and send it again when an edge takes it (on_tick) */
+		for (size_t i = 0; i < nnow; i++)
+			free(now[i]);
+		if (body != ps->undelivered) {
+			free(ps->undelivered);
+			ps->undelivered = malloc(len + 1);
+			if (!ps->undelivered)
+				abort();
+			memcpy(ps->undelivered, body, len);
+			ps->undelivered[len] = 0;
+			ps->undelivered_len = len;
+		}
+		return;
+	}
+	free(ps->undelivered); /* delivered now, or superseded by what was */
+	ps->undelivered = NULL;
 	shown_clear(ps);
 	memcpy(ps->shown, now, nnow * sizeof now[0]);
 	ps->nshown = nnow;
-	pidf_doc_free(&doc);
 }
 
 /* ---- SIP requests ---- */
@@ -1437,6 +1462,8 @@ static void on_tick(uv_timer_t *t)
 	unsigned started = 0;
 	for (struct psub *ps = p->head, *next; ps; ps = next) {
 		next = ps->next;
+		if (ps->undelivered && !ps->fetch)
+			uac_deliver(ps, ps->undelivered, ps->undelivered_len);
 		if (!ps->due_ms || ps->due_ms > now || ps->req || ps->ending)
 			continue;
 		if (ps->fetch) {

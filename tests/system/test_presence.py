@@ -360,17 +360,25 @@ def test_two_sip_devices_most_available_wins(tmp_path, running, daemons, certs):
 
 def test_proxy_restart_keeps_presence_flowing(tmp_path, running, daemons, certs):
     """The edge keeps no presence state: after it is killed and restarted, the partner's
-    server reconnects, the gateway relinks, and updates flow both ways in the same SIP
-    dialogs, with no one subscribing again."""
+    server reconnects, the gateway relinks, a change made while no edge was connected is
+    delivered, and updates flow both ways in the same SIP dialogs, with no one subscribing
+    again."""
     lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED)
     subscribe_alice_to_bob(lab)
     subscribe_bob_to_alice(lab)
     applied = lab.px.text().count("event=policy_applied")
     lab.px.kill()
+    lab.gw.wait_log(r"event=link_down")
+    # a change while no edge is connected is kept and sent when one is back
+    assert lab.bob.publish(body=bob_pidf(activity="busy", note="while it was down")).status == 200
+    lab.gw.wait_log(r"event=presence_lost from=bob@corp.test")
     lab.px.start()
     wait_for(lambda: lab.px.text().count("event=policy_applied") > applied, 20,
              "the restarted edge's policy")
     assert "event=s2s_out_bounce" not in lab.px.text()  # replayed frames wait for the policy
+    e = wait_presence(lab.alice, lambda e: e.get("status") == "while it was down",
+                      "the change made while the edge was down", timeout=40)
+    assert e.get("show") == "dnd"
     n = len(lab.alice.events("presence"))
     assert lab.bob.publish(body=bob_pidf(activity="away", note="after the edge")).status == 200
     wait_presence(lab.alice, lambda e: e.get("status") == "after the edge",
