@@ -12,7 +12,7 @@ PKGS=(
   python3 python3-pytest python3-protobuf python3-slixmpp
   prosody lua-unbound kamailio kamailio-presence-modules kamailio-tls-modules
   kamailio-sqlite-modules sip-tester dnsmasq-base iproute2 nftables openssl
-  procps psmisc
+  procps psmisc systemd
 )
 
 missing=()

@@ -351,13 +351,6 @@ def zone_records(path, origin_from, origin_to, addr_map):
     return srv, hosts
 
 
-def has_setting(binary, section, key):
-    """Whether this build's `--help-config` lists [section] key."""
-    r = subprocess.run([os.path.join(harness.BIN, binary), "--help-config"],
-                       capture_output=True, text=True)
-    return any(line.split()[:2] == [section, key] for line in r.stdout.splitlines())
-
-
 def ini(sections):
     """[(section, [(key, value), ...]), ...] -> config text (a key may repeat)."""
     out = []
@@ -519,19 +512,15 @@ class Lab:
                      ("tls_key", c("sip.key")), ("tls_ca", c("ca.pem")),
                      ("pool", "udp:%s:5060" % POOL_IP)]),
         ])
-        # Operators' endpoints (control socket, metrics), when this build has them: the socket
-        # in the lab's directory, metrics on each namespace's own loopback.
-        self.metrics = {}
-        if has_setting("parley-proxy", "control", "metrics"):
-            proxy += ini([("control", [("socket", os.path.join(self.work, "proxy.sock")),
-                                       ("metrics", "127.0.0.1:%d" % METRICS_PORT["proxy"])])])
-            self.metrics["proxy"] = (self.dmz, METRICS_PORT["proxy"])
-        if has_setting("parley-gateway", "state", "path"):
-            gateway += ini([("state", [("path", os.path.join(self.work, "gateway.db"))])])
-        if has_setting("parley-gateway", "control", "metrics"):
-            gateway += ini([("control", [("socket", os.path.join(self.work, "gateway.sock")),
-                                         ("metrics", "127.0.0.1:%d" % METRICS_PORT["gateway"])])])
-            self.metrics["gateway"] = (self.internal, METRICS_PORT["gateway"])
+        # Operators' endpoints: the control socket in the lab's directory, metrics on each
+        # namespace's own loopback.
+        proxy += ini([("control", [("socket", os.path.join(self.work, "proxy.sock")),
+                                   ("metrics", "127.0.0.1:%d" % METRICS_PORT["proxy"])])])
+        gateway += ini([("state", [("path", os.path.join(self.work, "gateway.db"))]),
+                        ("control", [("socket", os.path.join(self.work, "gateway.sock")),
+                                     ("metrics", "127.0.0.1:%d" % METRICS_PORT["gateway"])])])
+        self.metrics = {"proxy": (self.dmz, METRICS_PORT["proxy"]),
+                        "gateway": (self.internal, METRICS_PORT["gateway"])}
         with self.dmz.entered():
             self.px = Daemon("parley-proxy", self.work, "proxy", proxy).start()
         self.daemons.append(self.px)
