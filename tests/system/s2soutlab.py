@@ -39,10 +39,10 @@ class Blackhole:
         self.sock.close()
 
 
-class FakePartner:
-    """A scripted partner server for exact control of XEP-0198: STARTTLS with its own
-    certificate, SASL EXTERNAL (accepted without question), <sm/> offered and enabled, then
-    it records each <message/> and answers <r/> only when the test says so (ack())."""
+class ScriptedPartner:
+    """A scripted partner server on host: STARTTLS with the partner's own certificate, SASL
+    EXTERNAL accepted without question. Subclasses set their state, then call this
+    __init__ (which starts accepting), and implement _serve with _negotiate."""
 
     def __init__(self, host, certs, domain):
         self.certs, self.domain = certs, domain
@@ -51,10 +51,6 @@ class FakePartner:
         self.sock.bind((host, 0))
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
-        self.lock = threading.Condition()
-        self.conns = []          # one list of received message bodies per connection
-        self.r_seen = 0          # <r/> received on the current connection
-        self.current = None      # the current connection's socket
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -82,29 +78,47 @@ class FakePartner:
                 "xmlns:stream='http://etherx.jabber.org/streams' from='%s' id='%s' "
                 "version='1.0'>" % (self.domain, sid))
 
+    def _negotiate(self, conn, features):
+        """STARTTLS, SASL EXTERNAL, then the authenticated stream's header with features.
+        Returns the TLS connection and what was read past the header."""
+        buf = ""
+        _, buf = self._read_until(conn, buf, r"<stream:stream[^>]*>")
+        conn.sendall((self._header("s1") + "<stream:features><starttls "
+                      "xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+                      "</stream:features>").encode())
+        _, buf = self._read_until(conn, buf, r"<starttls[^>]*/>")
+        conn.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(self.certs, self.domain + ".pem"),
+                            os.path.join(self.certs, self.domain + ".key"))
+        conn = ctx.wrap_socket(conn, server_side=True)
+        buf = ""
+        _, buf = self._read_until(conn, buf, r"<stream:stream[^>]*>")
+        conn.sendall((self._header("s2") + "<stream:features><mechanisms "
+                      "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL"
+                      "</mechanism></mechanisms></stream:features>").encode())
+        _, buf = self._read_until(conn, buf, r"<auth[^>]*>[^<]*</auth>")
+        conn.sendall(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        _, buf = self._read_until(conn, buf, r"<stream:stream[^>]*>")
+        conn.sendall((self._header("s3") + "<stream:features>%s</stream:features>"
+                      % features).encode())
+        return conn, buf
+
+
+class FakePartner(ScriptedPartner):
+    """A scripted partner server for exact control of XEP-0198: <sm/> offered and enabled,
+    then it records each <message/> and answers <r/> only when the test says so (ack())."""
+
+    def __init__(self, host, certs, domain):
+        self.lock = threading.Condition()
+        self.conns = []          # one list of received message bodies per connection
+        self.r_seen = 0          # <r/> received on the current connection
+        self.current = None      # the current connection's socket
+        super().__init__(host, certs, domain)
+
     def _serve(self, conn):
         try:
-            buf = ""
-            _, buf = self._read_until(conn, buf, r"<stream:stream[^>]*>")
-            conn.sendall((self._header("s1") + "<stream:features><starttls "
-                          "xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
-                          "</stream:features>").encode())
-            _, buf = self._read_until(conn, buf, r"<starttls[^>]*/>")
-            conn.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(os.path.join(self.certs, self.domain + ".pem"),
-                                os.path.join(self.certs, self.domain + ".key"))
-            conn = ctx.wrap_socket(conn, server_side=True)
-            buf = ""
-            _, buf = self._read_until(conn, buf, r"<stream:stream[^>]*>")
-            conn.sendall((self._header("s2") + "<stream:features><mechanisms "
-                          "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL"
-                          "</mechanism></mechanisms></stream:features>").encode())
-            _, buf = self._read_until(conn, buf, r"<auth[^>]*>[^<]*</auth>")
-            conn.sendall(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-            _, buf = self._read_until(conn, buf, r"<stream:stream[^>]*>")
-            conn.sendall((self._header("s3") + "<stream:features><sm xmlns='urn:xmpp:sm:3'/>"
-                          "</stream:features>").encode())
+            conn, buf = self._negotiate(conn, "<sm xmlns='urn:xmpp:sm:3'/>")
             _, buf = self._read_until(conn, buf, r"<enable[^>]*/>")
             conn.sendall(b"<enabled xmlns='urn:xmpp:sm:3'/>")
             got = []

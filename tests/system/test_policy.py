@@ -32,6 +32,7 @@ import pytest
 import harness
 from harness import Daemon, free_port, make_certs
 from linkconf import gateway_conf, policy_conf, proxy_conf, s2s_conf
+from s2soutlab import ScriptedPartner
 from s2sraw import S2SClient, header
 from sipua import UA
 
@@ -55,70 +56,19 @@ def wait_for(pred, timeout, what):
     raise AssertionError("timed out waiting for " + what)
 
 
-class OutPartner:
+class OutPartner(ScriptedPartner):
     """The partner's server as the edge's outbound streams reach it (its fixed proxy):
-    STARTTLS with the partner's certificate, SASL EXTERNAL accepted, XEP-0198 acks at once;
-    records every stanza it receives."""
+    STARTTLS with the partner's certificate, SASL EXTERNAL accepted; records every stanza it
+    receives."""
 
     def __init__(self, host, certs, domain="partner.test"):
-        self.certs, self.domain = certs, domain
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
         self.stanzas = []
         self.lock = threading.Lock()
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.closed:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def _read_until(conn, buf, pattern):
-        rx = re.compile(pattern, re.S)
-        while True:
-            m = rx.search(buf)
-            if m:
-                return m, buf[m.end():]
-            data = conn.recv(65536)
-            if not data:
-                raise EOFError
-            buf += data.decode("utf-8", "replace")
-
-    def _header(self, sid):
-        return ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-                "xmlns:stream='http://etherx.jabber.org/streams' from='%s' id='%s' "
-                "version='1.0'>" % (self.domain, sid))
+        super().__init__(host, certs, domain)
 
     def _serve(self, conn):
         try:
-            buf = ""
-            _, buf = self._read_until(conn, buf, r"<stream:stream[^>]*>")
-            conn.sendall((self._header("o1") + "<stream:features><starttls xmlns='urn:ietf:"
-                          "params:xml:ns:xmpp-tls'><required/></starttls></stream:features>")
-                         .encode())
-            _, buf = self._read_until(conn, buf, r"<starttls[^>]*/>")
-            conn.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(os.path.join(self.certs, self.domain + ".pem"),
-                                os.path.join(self.certs, self.domain + ".key"))
-            conn = ctx.wrap_socket(conn, server_side=True)
-            buf = ""
-            _, buf = self._read_until(conn, buf, r"<stream:stream[^>]*>")
-            conn.sendall((self._header("o2") + "<stream:features><mechanisms xmlns='urn:ietf:"
-                          "params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism>"
-                          "</mechanisms></stream:features>").encode())
-            _, buf = self._read_until(conn, buf, r"<auth[^>]*>[^<]*</auth>")
-            conn.sendall(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-            _, buf = self._read_until(conn, buf, r"<stream:stream[^>]*>")
-            conn.sendall((self._header("o3") + "<stream:features/>").encode())
+            conn, buf = self._negotiate(conn, "")
             rx = re.compile(r"<(message|presence|iq)\b[^>]*?(?:/>|>.*?</\1>)", re.S)
             while True:
                 m = rx.search(buf)
