@@ -9,6 +9,7 @@ PKGS=(
   libexpat1-dev libssl-dev libuv1-dev libc-ares-dev
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libosip2-dev libinih-dev libsqlite3-dev libidn-dev libcmocka-dev libmicrohttpd-dev
+  libmimalloc-dev
   python3 python3-pytest python3-protobuf python3-slixmpp
   prosody lua-unbound kamailio kamailio-presence-modules kamailio-tls-modules
   kamailio-sqlite-modules sip-tester dnsmasq-base iproute2 nftables openssl
