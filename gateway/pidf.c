@@ -714,6 +714,13 @@ static void XMLCALL on_pi(void *ud, const XML_Char *target, const XML_Char *data
 static _Thread_local XML_Parser pidf_cached;
 static _Thread_local unsigned long pidf_cached_salt;
 
+void pidf_thread_done(void)
+{
+	if (pidf_cached)
+		XML_ParserFree(pidf_cached);
+	pidf_cached = NULL;
+}
+
 static unsigned long pidf_salt(void)
 {
 	unsigned long salt;

@@ -109,6 +109,9 @@ extern const struct pidf_limits pidf_limits_default;
  */
 int pidf_parse(const char *xml, size_t len, const struct pidf_limits *lim, struct pidf_doc *out,
 	       char *err, size_t errlen);
+/* Frees the calling thread's cached parser (pidf_parse keeps one per thread); for a thread
+ * that parsed and is about to end. */
+void pidf_thread_done(void);
 /* Frees what pidf_parse allocated and zeroes *d. NULL or an empty doc is fine. */
 void pidf_doc_free(struct pidf_doc *d);
 

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "pidf.h"
 #include "sip_map.h"
+#include "worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #define MAX_RESOURCES 16	      /* resources remembered per contact */
 #define MAX_ACKS 65536		      /* stanzas waiting for a commit before the link is told */
 #define MAX_CONTACTS 1000000 /* partner users whose presence is cached (peer-driven: bounded) */
+#define MAX_OUTBOX 65536     /* subscription stanzas waiting for an edge */
 #define REFRESH_MARGIN 0.9   /* refresh at 90% of the granted time */
 #define DEFAULT_UAS_EXPIRES 3600
 /* Our CSeq in a dialog is written every CSEQ_STRIDE requests, and a restarted gateway
@@ -82,6 +84,13 @@ struct psub {
 	size_t nshown;
 	char *undelivered; /* UAC: the last NOTIFY body no edge could take; resent each tick */
 	size_t undelivered_len;
+	unsigned parsing; /* UAC: NOTIFY bodies with the PIDF thread (their pjobs hold ps) */
+};
+
+/* A subscribe / subscribed / unsubscribe / unsubscribed no edge could take. */
+struct outmsg {
+	struct outmsg *next;
+	char *from, *to, *type;
 };
 
 struct ack {
@@ -104,8 +113,19 @@ struct presence {
 	size_t nacks;
 	struct presence_stats stats;
 	struct buf scratch;
+	struct worker *pidf_thread; /* NULL: PIDF parsed in the loop */
+	struct outmsg *out_head, **out_tail; /* waiting for an edge, in the order decided */
+	size_t nout;
 	bool closing;
 };
+
+/* Before anything that may change what a UAC subscription showed, or drop one, the PIDF
+ * thread's NOTIFYs that came earlier are delivered: a stanza never overtakes an earlier
+ * NOTIFY's presence, and no psub goes while a pjob points at it. Free when none is out. */
+static void sync_pidf(struct presence *p)
+{
+	worker_drain(p->pidf_thread);
+}
 
 /* ---- small helpers ---- */
 
@@ -315,6 +335,8 @@ static void psub_drop(struct psub *ps)
 	struct presence *p = ps->p;
 	if (ps->dead)
 		return;
+	if (ps->parsing)
+		sync_pidf(p); /* the callers synchronise first; this only keeps ps alive */
 	ps->dead = true;
 	dialog_unindex(p, ps);
 	pair_unlink(p, ps);
@@ -389,9 +411,8 @@ static void unpersist(struct psub *ps)
 /* ---- toward XMPP ---- */
 
 /* Returns false if no edge could take it (logged). */
-static bool send_presence(struct presence *p, const char *from, const char *to, const char *type,
-			  enum pidf_show show, const char *status, const char *lang,
-			  const int *priority)
+static int send_now(struct presence *p, const char *from, const char *to, const char *type,
+		    enum pidf_show show, const char *status, const char *lang, const int *priority)
 {
 	Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
 	Parley__Link__Stanza s = PARLEY__LINK__STANZA__INIT;
@@ -411,13 +432,86 @@ static bool send_presence(struct presence *p, const char *from, const char *to, 
 	f.body_case = PARLEY__LINK__FRAME__BODY_STANZA;
 	f.stanza = &s;
 	int r = edgelink_send_to(p->edges, domain_part(to), &f);
-	if (r) {
-		log_warn(0, "presence_lost", "from=%s to=%s type=%s err=\"%s\"", from, to,
-			 type ? type : "available", pe_strerror(r));
-		return false;
+	if (!r)
+		p->stats.presence_out++;
+	return r;
+}
+
+static void outmsg_free(struct outmsg *m)
+{
+	free(m->from);
+	free(m->to);
+	free(m->type);
+	free(m);
+}
+
+/* Sends the subscription stanzas that wait, in order; what still finds no edge stays.
+ * 0 if none is left, else the last send's error. */
+static int waiting_flush(struct presence *p)
+{
+	struct outmsg **pp = &p->out_head;
+	int err = 0;
+	while (*pp) {
+		struct outmsg *m = *pp;
+		int r = send_now(p, m->from, m->to, m->type, PIDF_SHOW_NONE, NULL, NULL, NULL);
+		if (r == 0) {
+			*pp = m->next;
+			p->nout--;
+			outmsg_free(m);
+		} else {
+			err = r;
+			pp = &m->next;
+		}
 	}
-	p->stats.presence_out++;
-	return true;
+	p->out_tail = pp;
+	return err;
+}
+
+static void waiting_push(struct presence *p, const char *from, const char *to, const char *type)
+{
+	if (p->nout == MAX_OUTBOX) {
+		struct outmsg *old = p->out_head;
+		log_warn(0, "presence_lost", "from=%s to=%s type=%s why=\"too many waiting\"", old->from,
+			 old->to, old->type);
+		p->out_head = old->next;
+		if (!p->out_head)
+			p->out_tail = &p->out_head;
+		p->nout--;
+		outmsg_free(old);
+	}
+	struct outmsg *m = calloc(1, sizeof *m);
+	if (!m)
+		abort();
+	m->from = dup0(from);
+	m->to = dup0(to);
+	m->type = dup0(type);
+	*p->out_tail = m;
+	p->out_tail = &m->next;
+	p->nout++;
+}
+
+/* A presence stanza toward the edge serving to's domain. Subscription stanzas that no edge
+ * takes wait (p->out_head) and go, in order, once one does (each tick, or before the next
+ * stanza); for availability false is returned and the caller keeps the state to resend. */
+static bool send_presence(struct presence *p, const char *from, const char *to, const char *type,
+			  enum pidf_show show, const char *status, const char *lang,
+			  const int *priority)
+{
+	int r = p->out_head ? waiting_flush(p) : 0;
+	if (!r)
+		r = send_now(p, from, to, type, show, status, lang, priority);
+	if (!r)
+		return true;
+	if (type && (!strcmp(type, "subscribe") || !strcmp(type, "subscribed") ||
+		     !strcmp(type, "unsubscribe") || !strcmp(type, "unsubscribed"))) {
+		log_info(0, "presence_waiting", "from=%s to=%s type=%s err=\"%s\"", from, to, type,
+			 pe_strerror(r));
+		waiting_push(p, from, to, type);
+		return true;
+	}
+	log_warn(0, "presence_lost", "from=%s to=%s type=%s err=\"%s\"", from, to,
+		 type ? type : "available", pe_strerror(r));
+	return false;
 }
 
 /* ---- partner users' presence (the cache SIP watchers are told from) ---- */
@@ -782,6 +876,7 @@ static void on_subscribe_response(void *arg, struct sip_msg *resp)
 {
 	struct psub *ps = arg;
 	struct presence *p = ps->p;
+	sync_pidf(p);
 	ps->req = NULL;
 	if (ps->dead) {
 		/* the Expires: 0 of an unsubscribe (D5) */
@@ -915,23 +1010,17 @@ static int show_rank(enum pidf_show s)
 	}
 }
 
-static void uac_deliver(struct psub *ps, const char *body, size_t len)
+/* The stanzas of a parsed NOTIFY body (doc; body is kept if no edge takes them). */
+static void uac_show(struct psub *ps, const char *body, size_t len, const struct pidf_doc *doc)
 {
 	struct presence *p = ps->p;
-	struct pidf_doc doc;
-	char err[200];
-	memset(&doc, 0, sizeof doc);
-	if (len && pidf_parse(body, len, NULL, &doc, err, sizeof err) != 0) {
-		log_info(0, "presence_bad_pidf", "sip=%s err=\"%s\"", ps->sip, err);
-		return;
-	}
 	bool notes = sees_notes(p, ps->jid), ok = true;
 	/* one stanza per resource; tuples that are not ours (several SIP devices, aggregated
 	 * by the presence server) all stand for the bare JID: the most available one speaks */
 	const struct pidf_tuple *best[MAX_RESOURCES];
 	size_t nbest = 0;
-	for (size_t i = 0; i < doc.n; i++) {
-		const struct pidf_tuple *t = &doc.tuples[i];
+	for (size_t i = 0; i < doc->n; i++) {
+		const struct pidf_tuple *t = &doc->tuples[i];
 		const char *res = t->resource ? t->resource : "";
 		if (!t->open)
 			continue;
@@ -971,23 +1060,22 @@ static void uac_deliver(struct psub *ps, const char *body, size_t len)
 		else
 			snprintf(from, sizeof from, "%s", ps->org);
 		const char *st = NULL;
-		for (size_t k = 0; notes && k < doc.n; k++)
-			if (!doc.tuples[k].open &&
-			    strcmp(doc.tuples[k].resource ? doc.tuples[k].resource : "",
+		for (size_t k = 0; notes && k < doc->n; k++)
+			if (!doc->tuples[k].open &&
+			    strcmp(doc->tuples[k].resource ? doc->tuples[k].resource : "",
 				   ps->shown[i]) == 0)
-				st = doc.tuples[k].note;
+				st = doc->tuples[k].note;
 		ok &= send_presence(p, from, ps->jid, "unavailable", PIDF_SHOW_NONE, st, NULL, NULL);
 	}
 	if (nnow == 0 && ps->nshown == 0) {
 		/* nothing available and nothing shown yet: say unavailable once */
 		const char *st = NULL;
-		for (size_t k = 0; notes && k < doc.n; k++)
-			if (doc.tuples[k].note)
-				st = doc.tuples[k].note;
+		for (size_t k = 0; notes && k < doc->n; k++)
+			if (doc->tuples[k].note)
+				st = doc->tuples[k].note;
 		ok &= send_presence(p, ps->org, ps->jid, "unavailable", PIDF_SHOW_NONE, st, NULL,
 				    NULL);
 	}
-	pidf_doc_free(&doc);
 	if (!ok) {
 		/* no edge: keep the state (a newer NOTIFY replaces it) and what the partner user
 		 * was last told, and send it again when an edge takes it (on_tick) */
@@ -1009,6 +1097,67 @@ static void uac_deliver(struct psub *ps, const char *body, size_t len)
 	shown_clear(ps);
 	memcpy(ps->shown, now, nnow * sizeof now[0]);
 	ps->nshown = nnow;
+}
+
+/* Parses a NOTIFY body (empty: unavailable) and shows it to the partner user. */
+static void uac_deliver(struct psub *ps, const char *body, size_t len)
+{
+	struct pidf_doc doc;
+	char err[200];
+	memset(&doc, 0, sizeof doc);
+	if (len && pidf_parse(body, len, NULL, &doc, err, sizeof err) != 0) {
+		log_info(0, "presence_bad_pidf", "sip=%s err=\"%s\"", ps->sip, err);
+		return;
+	}
+	uac_show(ps, body, len, &doc);
+	pidf_doc_free(&doc);
+}
+
+/* An active NOTIFY's body parsed on the PIDF thread. */
+struct pjob {
+	struct worker_job j;
+	struct psub *ps;
+	char *body;
+	size_t len;
+	int rc;
+	struct pidf_doc doc;
+	char err[200];
+};
+
+static void pjob_run(struct worker_job *j)
+{
+	struct pjob *pj = (struct pjob *)j;
+	pj->rc = pidf_parse(pj->body, pj->len, NULL, &pj->doc, pj->err, sizeof pj->err);
+}
+
+static void pjob_done(struct worker_job *j)
+{
+	struct pjob *pj = (struct pjob *)j;
+	struct psub *ps = pj->ps;
+	ps->parsing--;
+	if (pj->rc != 0)
+		log_info(0, "presence_bad_pidf", "sip=%s err=\"%s\"", ps->sip, pj->err);
+	else if (!ps->dead)
+		uac_show(ps, pj->body, pj->len, &pj->doc);
+	pidf_doc_free(&pj->doc);
+	free(pj->body);
+	free(pj);
+}
+
+/* Takes body (malloc'd, len > 0): its presence reaches the partner user after the PIDF
+ * thread parsed it, in NOTIFY order. */
+static void uac_deliver_later(struct psub *ps, char *body, size_t len)
+{
+	struct pjob *pj = calloc(1, sizeof *pj);
+	if (!pj)
+		abort();
+	pj->j.run = pjob_run;
+	pj->j.done = pjob_done;
+	pj->ps = ps;
+	pj->body = body;
+	pj->len = len;
+	ps->parsing++;
+	worker_submit(ps->p->pidf_thread, &pj->j);
 }
 
 /* ---- SIP requests ---- */
@@ -1084,6 +1233,11 @@ static void handle_notify(struct presence *p, struct sip_stxn *st, struct sip_ms
 	}
 	sip_stxn_reply(st, 200, "OK");
 
+	/* the common case, an active NOTIFY with a body, goes through the PIDF thread; any
+	 * other first delivers what the thread has, in order */
+	bool later = copy && p->pidf_thread && !ps->fetch && strcasecmp(state, "active") == 0;
+	if (!later)
+		sync_pidf(p);
 	if (strcasecmp(state, "terminated") == 0) {
 		if (ps->fetch) {
 			uac_deliver(ps, copy, blen);
@@ -1119,7 +1273,12 @@ static void handle_notify(struct presence *p, struct sip_stxn *st, struct sip_ms
 			ps->told_subscribed = true;
 		}
 		ps->state = STORE_SUB_ACTIVE;
-		uac_deliver(ps, copy, blen);
+		if (later) {
+			uac_deliver_later(ps, copy, blen);
+			copy = NULL;
+		} else {
+			uac_deliver(ps, copy, blen);
+		}
 	}
 	/* pending: answered, no stanza (D2). The store needs a write only when the state or
 	 * the expiry moved: their CSeqs are not kept (a restarted gateway takes the next one) */
@@ -1303,12 +1462,14 @@ static void handle_subscribe(struct presence *p, struct sip_stxn *st, struct sip
 bool presence_sip_request(struct presence *p, struct sip_stxn *st, struct sip_msg *req)
 {
 	const char *m = sip_msg_method(req);
-	if (strcmp(m, "SUBSCRIBE") == 0)
+	if (strcmp(m, "SUBSCRIBE") == 0) {
+		sync_pidf(p);
 		handle_subscribe(p, st, req);
-	else if (strcmp(m, "NOTIFY") == 0)
-		handle_notify(p, st, req);
-	else
+	} else if (strcmp(m, "NOTIFY") == 0) {
+		handle_notify(p, st, req); /* synchronises itself, past its fast path */
+	} else {
 		return false;
+	}
 	return true;
 }
 
@@ -1355,6 +1516,7 @@ void presence_from_xmpp(struct presence *p, struct link_peer *peer, uint64_t seq
 {
 	char jid[JID_BUF], org[JID_BUF], res[JID_BUF], aor[ADDR_URI_BUF];
 	const char *type = st->type ? st->type : "";
+	sync_pidf(p);
 	if (jid_normalize_bare(st->from, jid, sizeof jid) ||
 	    jid_normalize_bare(st->to, org, sizeof org) ||
 	    addr_jid_to_sip(org, strlen(org), ADDR_NO_GR, aor, sizeof aor) < 0 ||
@@ -1458,6 +1620,9 @@ bool presence_user_added(const struct presence *p, const char *org_jid, const ch
 static void on_tick(uv_timer_t *t)
 {
 	struct presence *p = t->data;
+	sync_pidf(p);
+	if (p->out_head)
+		waiting_flush(p);
 	uint64_t now = uv_now(p->loop);
 	unsigned started = 0;
 	for (struct psub *ps = p->head, *next; ps; ps = next) {
@@ -1573,6 +1738,7 @@ struct presence *presence_new(uv_loop_t *loop, const struct presence_conf *conf,
 	sip_map_init(&p->dialogs);
 	sip_map_init(&p->pairs);
 	sip_map_init(&p->contacts);
+	p->out_tail = &p->out_head;
 	buf_init(&p->scratch, 1024 * 1024);
 	p->acks = calloc(MAX_ACKS, sizeof *p->acks);
 	if (!p->acks)
@@ -1583,9 +1749,15 @@ struct presence *presence_new(uv_loop_t *loop, const struct presence_conf *conf,
 	if (store_sub_load(st, load_sub, p) != 0 || store_pres_load(st, load_pres, p) != 0) {
 		log_error(0, "presence_load_failed", "why=\"the store could not be read\"");
 	}
-	log_info(0, "presence_loaded", "uac=%llu uas=%llu contacts=%zu",
+	if (conf->pidf_thread) {
+		int r = worker_new(loop, "parley-pidf", pidf_thread_done, &p->pidf_thread);
+		if (r)
+			log_warn(0, "presence_pidf_thread", "err=\"%s\" why=\"PIDF parsed in the loop\"",
+				 pe_strerror(r));
+	}
+	log_info(0, "presence_loaded", "uac=%llu uas=%llu contacts=%zu pidf_thread=%d",
 		 (unsigned long long)p->stats.subs_uac, (unsigned long long)p->stats.subs_uas,
-		 p->contacts.n);
+		 p->contacts.n, p->pidf_thread != NULL);
 	uv_timer_start(&p->tick, on_tick, TICK_MS, TICK_MS);
 	uv_unref((uv_handle_t *)&p->tick);
 	return p;
@@ -1610,6 +1782,8 @@ void presence_free(struct presence *p)
 {
 	if (!p)
 		return;
+	worker_free(p->pidf_thread); /* delivers what it has first */
+	p->pidf_thread = NULL;
 	/* commit what was decided, then tell the link (the stanzas are processed) */
 	on_ack_timer(&p->ack_timer);
 	while (p->head) {
@@ -1625,6 +1799,14 @@ void presence_free(struct presence *p)
 		zombie_free(p->zombies);
 	}
 	sip_map_foreach(&p->contacts, free_contact, p);
+	if (p->nout)
+		log_warn(0, "presence_lost", "count=%zu why=\"subscription stanzas no edge took before "
+			 "the stop\"", p->nout);
+	while (p->out_head) {
+		struct outmsg *m = p->out_head;
+		p->out_head = m->next;
+		outmsg_free(m);
+	}
 	sip_map_deinit(&p->dialogs);
 	sip_map_deinit(&p->pairs);
 	sip_map_deinit(&p->contacts);
@@ -1636,6 +1818,7 @@ void presence_free(struct presence *p)
 
 void presence_set_policy(struct presence *p, const Parley__Link__PolicySnapshot *snap)
 {
+	sync_pidf(p); /* NOTIFYs received under the old policy are shown under it */
 	p->pol = snap;
 }
 

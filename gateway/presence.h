@@ -20,6 +20,7 @@ struct presence_conf {
 	uint64_t retry_s;	    /* wait before a failed SUBSCRIBE is tried again */
 	bool publish;		    /* D9: PUBLISH partner users' presence to the pool */
 	uint64_t publish_expires_s; /* lifetime asked for a publication */
+	bool pidf_thread;	    /* parse NOTIFY bodies on a second thread (read at start) */
 };
 
 struct presence;

@@ -52,7 +52,11 @@ struct xlate_conf {
 	 "that serves watchers itself, RFC 3903)"},                                                \
 	{"presence", "publish_expires", CONF_UINT, 60, 86400, "3600",                              \
 	 offsetof(T, m.presence.publish_expires_s), true, false, NULL,                             \
-	 "lifetime (seconds) asked for each publication; refreshed before it runs out"}
+	 "lifetime (seconds) asked for each publication; refreshed before it runs out"},             \
+	{"presence", "pidf_thread", CONF_BOOL, 0, 0, "true", offsetof(T, m.presence.pidf_thread),  \
+	 false, false, NULL,                                                                       \
+	 "parse the PIDF bodies of NOTIFYs on a second thread (their order is kept); false parses " \
+	 "them in the event loop"}
 
 extern const char *const xlate_message_types[];
 

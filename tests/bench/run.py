@@ -679,7 +679,27 @@ PB_GW_SIP = "127.0.0.72"   # the gateway's SIP listener (TCP)
 PB_POOL = "127.0.0.73"     # pres_pool
 PB_PARTNER = "127.0.0.74"  # pres_partner's server for the edge's outbound stream
 PB_GEN_SRC = "127.0.0.75"  # pres_partner's source address toward the edge
-PB_CPUS = {"gateway": "1", "proxy": "0", "pool": "0", "partner": "0"}
+# the gateway's loop has a core; its PIDF thread ([presence] pidf_thread) shares the other
+PB_CPUS = {"gateway": "1", "pidf": "0", "proxy": "0", "pool": "0", "partner": "0"}
+
+
+def _pin_thread(pid, name, cpus, timeout=5.0):
+    """Pins the thread of pid whose name is `name` (it may still be starting)."""
+    end = time.monotonic() + timeout
+    while True:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            if comm == name:
+                subprocess.run(["taskset", "-p", "-c", cpus, tid], check=True,
+                               stdout=subprocess.DEVNULL)
+                return
+        if time.monotonic() > end:
+            raise RuntimeError("no thread %s in process %d" % (name, pid))
+        time.sleep(0.05)
 
 
 class _Lines:
@@ -787,6 +807,7 @@ class _PresPipe:
                                  "log_level = info", "log_level = %s" % gw_log)).start()
             _ImPipe._pin(self.gw.pid, PB_CPUS["gateway"])
             self.px.wait_log(r"event=policy_applied", timeout=60)
+            _pin_thread(self.gw.pid, "parley-pidf", PB_CPUS["pidf"])
         except BaseException:
             self.stop()
             raise

@@ -85,9 +85,13 @@ def subscribe_bob_to_alice(lab):
     return dialog, m
 
 
-def test_alice_watches_bob(tmp_path, running, daemons, certs):
-    """D1, D2, E2-E5: bob's states reach alice with the mapped show and status."""
-    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED)
+@pytest.mark.parametrize("pidf_thread", ["true", "false"])
+def test_alice_watches_bob(tmp_path, running, daemons, certs, pidf_thread):
+    """D1, D2, E2-E5: bob's states reach alice with the mapped show and status, with the
+    NOTIFY bodies parsed on the PIDF thread (the default) and in the loop."""
+    lab = Lab(tmp_path, running, daemons, certs, partners=FEDERATED,
+              gw_extra="[presence]\npidf_thread = %s\n" % pidf_thread)
+    lab.gw.wait_log(r"event=presence_loaded .*pidf_thread=%d" % (pidf_thread == "true"))
     first = subscribe_alice_to_bob(lab)
     assert first.get("show") in (None, "", "available", "chat"), first
     assert first.get("status") == "at my desk", first
