@@ -7,20 +7,44 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
-uint64_t sip_map_hash(const void *key, size_t klen)
+/* Keys are Call-IDs, tags and branches chosen by peers: the hash is keyed with a secret
+ * drawn once per process so that a peer cannot aim many keys at one chain. Eight bytes per
+ * step (FNV-1a's byte loop was 2-3 % of the gateway's time per NOTIFY in the presence bench). */
+static uint64_t map_seed;
+
+static uint64_t mix(uint64_t h)
 {
-	/* FNV-1a, then a final mix so the low bits we mask with are well spread. */
-	const unsigned char *p = key;
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (size_t i = 0; i < klen; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
 	return h;
+}
+
+uint64_t sip_map_hash(const void *key, size_t klen)
+{
+	if (!map_seed) {
+		uint64_t s = 0;
+		if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s)
+			s = (uint64_t)(uintptr_t)&s ^ (uint64_t)time(NULL);
+		map_seed = s | 1;
+	}
+	const unsigned char *p = key;
+	uint64_t h = map_seed ^ (klen * 0x9e3779b97f4a7c15ULL);
+	for (; klen >= 8; p += 8, klen -= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+		h ^= h >> 29;
+	}
+	uint64_t w = 0;
+	memcpy(&w, p, klen);
+	h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+	return mix(h);
 }
 
 void sip_map_init(struct sip_map *m)
