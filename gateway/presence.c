@@ -856,6 +856,19 @@ static void uac_cancelled(struct psub *ps, const char *why)
 	psub_drop(ps);
 }
 
+/* Ends a partner user's subscription from our side: unavailable for what was shown,
+ * Expires: 0 in its dialog (D5), gone from the store and from memory. */
+static void uac_end(struct psub *ps)
+{
+	uac_announce_gone(ps);
+	unpersist(ps);
+	if (ps->d.remote_target && !ps->req) {
+		ps->fetch = true; /* no longer ours to keep */
+		uac_subscribe(ps, 0);
+	}
+	psub_drop(ps);
+}
+
 /* Back to a fresh dialog later (the old one is gone). */
 static void uac_restart_later(struct psub *ps)
 {
@@ -1542,13 +1555,7 @@ void presence_from_xmpp(struct presence *p, struct link_peer *peer, uint64_t seq
 		/* D5: Expires: 0 in the dialog, then unsubscribed */
 		if (ps) {
 			log_info(0, "presence_unsubscribe", "jid=%s sip=%s", jid, aor);
-			uac_announce_gone(ps);
-			unpersist(ps);
-			if (ps->d.remote_target && !ps->req) {
-				ps->fetch = true; /* no longer ours to keep */
-				uac_subscribe(ps, 0);
-			}
-			psub_drop(ps);
+			uac_end(ps);
 		}
 		send_presence(p, org, jid, "unsubscribed", PIDF_SHOW_NONE, NULL, NULL, NULL);
 	} else if (strcmp(type, "subscribed") == 0) {
@@ -1600,6 +1607,35 @@ void presence_from_xmpp(struct presence *p, struct link_peer *peer, uint64_t seq
 	}
 	/* error and anything else: nothing to do */
 	ack_later(p, peer, seq);
+}
+
+void presence_revoke(struct presence *p,
+		     bool (*allowed)(void *arg, const char *org_jid, const char *partner_jid),
+		     void *arg)
+{
+	sync_pidf(p);
+	for (struct psub *ps = p->head, *next; ps; ps = next) {
+		next = ps->next;
+		if (ps->fetch || ps->ending || allowed(arg, ps->org, ps->jid))
+			continue;
+		log_info(0, "presence_revoked", "dir=%s jid=%s sip=%s",
+			 ps->dir == STORE_SUB_XMPP_TO_SIP ? "xmpp_to_sip" : "sip_to_xmpp", ps->jid,
+			 ps->sip);
+		if (ps->dir == STORE_SUB_XMPP_TO_SIP) {
+			/* RFC 6121 §3.2: the contact cancels the subscription */
+			char org[JID_BUF], jid[JID_BUF];
+			snprintf(org, sizeof org, "%s", ps->org);
+			snprintf(jid, sizeof jid, "%s", ps->jid);
+			uac_end(ps);
+			send_presence(p, org, jid, "unsubscribed", PIDF_SHOW_NONE, NULL, NULL, NULL);
+		} else {
+			/* RFC 6665 §4.2.2: rejected, the authorisation policy changed; and the
+			 * organisation user no longer asks for the partner user's presence */
+			send_presence(p, ps->org, ps->jid, "unsubscribe", PIDF_SHOW_NONE, NULL, NULL,
+				      NULL);
+			uas_end(ps, "rejected");
+		}
+	}
 }
 
 bool presence_user_added(const struct presence *p, const char *org_jid, const char *partner_jid)

@@ -42,6 +42,14 @@ void presence_from_xmpp(struct presence *p, struct link_peer *peer, uint64_t seq
 /* SUBSCRIBE or NOTIFY from the front end: answered (true), or false for other methods. */
 bool presence_sip_request(struct presence *p, struct sip_stxn *st, struct sip_msg *req);
 
+/* Ends every subscription, both ways, whose organisation user (bare JID) and partner user
+ * (bare JID) allowed() refuses: after a policy change (a user denied, a partner removed).
+ * The partner user gets unsubscribed (it watched ours) or unsubscribe (ours watched it),
+ * the pool Expires: 0 or the SIP watcher terminated;reason=rejected. */
+void presence_revoke(struct presence *p,
+		     bool (*allowed)(void *arg, const char *org_jid, const char *partner_jid),
+		     void *arg);
+
 /* True if the SIP user org_jid (bare) has an active subscription to the partner user
  * partner_jid: what a PublicUnverified partner needs to reach that user (DESIGN.md). */
 bool presence_user_added(const struct presence *p, const char *org_jid, const char *partner_jid);

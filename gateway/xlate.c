@@ -1276,10 +1276,21 @@ struct presence *xlate_presence(const struct xlate *x)
 	return x->pres;
 }
 
+/* Whether a subscription between these two may go on under the policy in force. */
+static bool still_allowed(void *arg, const char *org_jid, const char *partner_jid)
+{
+	const struct xlate *x = arg;
+	size_t n;
+	const char *d = domain_of(partner_jid, &n);
+	return user_allowed(x, org_jid) && is_partner(x, d, n);
+}
+
 void xlate_set_policy(struct xlate *x, const Parley__Link__PolicySnapshot *snap)
 {
 	x->pol = snap;
 	presence_set_policy(x->pres, snap);
+	/* J4 and J1 for what already runs: a user denied or a partner removed ends them */
+	presence_revoke(x->pres, still_allowed, x);
 }
 
 const struct xlate_stats *xlate_stats(const struct xlate *x)

@@ -1,5 +1,5 @@
-"""MAPPING.md D2 (issue 7) with a scripted presence server instead of Kamailio, which never
-sends Subscription-State: pending: alice@partner.test (real Prosody over S2S through
+"""Presence against a scripted presence server (sippool.SipPool) instead of Kamailio, for
+what Kamailio never sends. MAPPING.md D2 (issue 7), Subscription-State: pending: alice@partner.test (real Prosody over S2S through
 parley-proxy) subscribes to bob@corp.test; parley-gateway's SUBSCRIBE reaches sippool.SipPool,
 which answers 202 and then scripts the NOTIFYs.
 
@@ -7,9 +7,12 @@ which answers 202 and then scripts the NOTIFYs.
   no presence of bob;
 - the first active NOTIFY gives `subscribed`, then bob's presence from its PIDF;
 - pending then terminated;reason=rejected gives `unsubscribed` and never `subscribed`.
+Also: subscription answers decided while no edge is up wait for one, and a reload that
+denies a user ends the subscriptions already running (J4).
 
 Every process listens on 127.0.0.150-127.0.0.159 only (the Lab of imlab.py uses fixed
 addresses that other tests use at the same time)."""
+import signal
 import time
 
 import pytest
@@ -19,6 +22,7 @@ from imlab import SECRET, lab_certs, wait_for
 from linkconf import gateway_conf, policy_conf, proxy_conf, s2s_conf
 from peers import Dnsmasq, Prosody, xmpp_srv
 from sippool import SipPool
+from sipua import UA
 from xmppclient import XmppClient
 
 EDGE_IP = "127.0.0.150"     # parley-proxy: S2S and the link
@@ -224,4 +228,53 @@ def test_subscription_answers_wait_for_an_edge(tmp_path, running, daemons, certs
     wait_for(lambda: any(e.get("type") == "unsubscribed" for e in lab.from_bob(n)), 40,
              "unsubscribed at alice after the edge restarted")
     assert [x.status for x in sub.notify_responses] == [200, 200]
+    assert lab.pool.errors == [], lab.pool.errors
+
+
+BOB_UA_IP = "127.0.0.156"  # bob's SIP user agent, watching alice through the gateway
+
+
+def test_revoked_access_ends_subscriptions(tmp_path, running, daemons, certs):
+    """J4 for what already runs: alice watches bob and bob watches alice; a reload that
+    denies bob XMPP ends both: alice gets unavailable and `unsubscribed`, the pool an
+    Expires: 0 in alice's dialog, bob's watcher NOTIFY terminated;reason=rejected, and
+    nothing is stored to resume after a restart."""
+    lab = PendingLab(tmp_path, running, daemons, certs)
+    sub = lab.subscribe()
+    r = lab.pool.notify(sub, "active;expires=580", body=bob_pidf(note="at my desk"))
+    assert r.status == 200, r.start
+    wait_for(lambda: any(e.get("status") == "at my desk" for e in lab.from_bob()), 20,
+             "bob's presence at alice")
+    bob = UA("bob", "corp.test", BOB_UA_IP, proxy=(GW_SIP, 5060))
+    bob.start()
+    running.append(bob)
+    lab.alice.set_presence(show="away", status="lunch")
+    r, _ = bob.subscribe("sip:alice@partner.test", expires=600)
+    assert r.status == 200, r.start
+    bob.wait_request("NOTIFY", timeout=20,
+                     pred=lambda m: "active" in (m.header("subscription-state") or "")
+                     and "lunch" in m.text)
+    n = len(lab.from_bob())
+
+    with open(lab.gw.conf, "a") as f:
+        f.write('\n[user "bob@corp.test"]\nxmpp = deny\n')
+    lab.gw.proc.send_signal(signal.SIGHUP)
+    lab.gw.wait_log(r"event=reload ")
+    lab.gw.wait_log(r"event=presence_revoked dir=xmpp_to_sip jid=alice@partner.test "
+                    r"sip=sip:bob@corp.test")
+    lab.gw.wait_log(r"event=presence_revoked dir=sip_to_xmpp jid=alice@partner.test "
+                    r"sip=sip:bob@corp.test")
+    wait_for(lambda: any(e.get("type") == "unsubscribed" for e in lab.from_bob(n)), 20,
+             "unsubscribed at alice")
+    assert any(e.get("type") == "unavailable" for e in lab.from_bob(n)), lab.from_bob(n)
+    end = bob.wait_request("NOTIFY", timeout=20,
+                           pred=lambda m: "terminated" in (m.header("subscription-state")
+                                                           or ""))
+    assert "reason=rejected" in end.header("subscription-state"), end.start
+    wait_for(lambda: len(sub.requests) == 2, 20, "the Expires: 0 in alice's dialog")
+    assert int(sub.requests[-1].header("expires")) == 0, sub.requests[-1].headers
+    # nothing left to resume: a restarted gateway loads no subscription
+    lab.gw.stop()
+    lab.gw.start()
+    lab.gw.wait_log(r"event=presence_loaded uac=0 uas=0 ")
     assert lab.pool.errors == [], lab.pool.errors
