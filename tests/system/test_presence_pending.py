@@ -1,7 +1,8 @@
 """Presence against a scripted presence server (sippool.SipPool) instead of Kamailio, for
-what Kamailio never sends. MAPPING.md D2 (issue 7), Subscription-State: pending: alice@partner.test (real Prosody over S2S through
-parley-proxy) subscribes to bob@corp.test; parley-gateway's SUBSCRIBE reaches sippool.SipPool,
-which answers 202 and then scripts the NOTIFYs.
+what Kamailio never sends. MAPPING.md D2 (issue 7), Subscription-State: pending:
+alice@partner.test (real Prosody over S2S through parley-proxy) subscribes to bob@corp.test;
+parley-gateway's SUBSCRIBE reaches sippool.SipPool, which answers 202 and then scripts the
+NOTIFYs.
 
 - pending (with or without a body) is answered 200 and tells alice nothing: no `subscribed`,
   no presence of bob;
