@@ -88,6 +88,17 @@ SIP_PORTS = (5060, 5061)
 DMZ_ADDRS = [EDGE_EXT, EDGE_INT]
 INET_ADDRS = [PARTNER_IP, ODD_IP, DNS_IP]
 
+# IPv6 (ULA) beside every IPv4 address the rules are about: the rulesets allow IPv6 only
+# where a rule names no address family (inbound S2S, outbound S2S); everything else over
+# IPv6 must be dropped. The pool host's link to the gateway host gets its own /64.
+INET_NET6 = "fd00:172:16::/64"
+EDGE_EXT6 = "fd00:172:16::10"
+PARTNER_IP6 = "fd00:172:16::31"
+EDGE_INT6 = "fd00:10:1::5"
+GW_IP6 = "fd00:10:2::7"
+GW_FE6 = "fd00:10:3::7"  # the gateway host's address toward the pool host
+POOL_IP6 = "fd00:10:3::10"
+
 S2S_PORTS = (5269, 5270)
 LINK_PORT = 23456
 ODD_PORT = 15269
@@ -288,13 +299,14 @@ def _scan_main(spec):
 
 
 def _listen_main(ports):
-    """Decoy services: accept on 0.0.0.0:PORT for each port and close at once."""
+    """Decoy services: accept on [::]:PORT (IPv4 and IPv6) for each port and close at once."""
     socks = []
     sel = selectors.DefaultSelector()
     for p in ports:
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", int(p)))
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", int(p)))
         s.listen(512)
         sel.register(s, selectors.EVENT_READ)
         socks.append(s)
@@ -437,6 +449,15 @@ class Lab:
         # else: it has no route out of 10.0.2.0/24, and the gateway host does not forward.
         for addr in FRONTEND_ADDRS:
             self.internal.ip("route", "add", addr + "/32", "dev", "eth1", "src", GW_IP)
+        # IPv6 on the same links (nodad: usable at once)
+        for ns, addr, dev in ((self.inet, PARTNER_IP6, "eth0"), (self.dmz, EDGE_EXT6, "eth0"),
+                              (self.dmz, EDGE_INT6, "eth1"), (self.internal, GW_IP6, "eth0"),
+                              (self.internal, GW_FE6, "eth1"), (self.frontend, POOL_IP6, "eth0")):
+            ns.ip("-6", "addr", "add", addr + "/64", "dev", dev, "nodad")
+        self.dmz.ip("-6", "route", "add", "fd00:10:2::/64", "dev", "eth1")
+        self.internal.ip("-6", "route", "add", "fd00:10:1::/64", "dev", "eth0")
+        self.internal.ip("-6", "route", "add", INET_NET6, "via", EDGE_INT6)
+        self.inet.ip("-6", "route", "add", "fd00:10::/32", "via", EDGE_EXT6)
         for ns in (self.dmz, self.internal):
             ns.sysctl("net.ipv4.ip_forward", 0)
             ns.sysctl("net.ipv6.conf.all.forwarding", 0)
@@ -891,6 +912,53 @@ class Lab:
                                                                              elapsed))
         return lines
 
+    def prove_ipv6(self):
+        """The same rules over IPv6: only inbound S2S gets through to the edge, nothing reaches
+        the link port or the internal network, the gateway host takes nothing (its allow
+        rules name IPv4 addresses). Each namespace first scans its own IPv6 addresses, so
+        that what does not answer across is known to answer from inside."""
+        lines = []
+        ports = SCAN_PORTS
+        truth_dmz = self.dmz.scan([EDGE_EXT6, EDGE_INT6], ports)["open"]
+        truth_int = self.internal.scan([GW_IP6, GW_FE6], ports)["open"]
+        assert (EDGE_EXT6, 22) in truth_dmz and (GW_IP6, 22) in truth_int, (truth_dmz,
+                                                                              truth_int)
+        e0, i0 = self.dmz.counters("parley_edge"), self.internal.counters("parley_internal")
+        # internet -> edge: the S2S ports pass the rules (nothing listens on IPv6 there:
+        # refused), every other port is dropped (filtered), decoys included
+        res = self.inet.scan([EDGE_EXT6], ports)
+        assert res["open"] == [] and res["refused"] == len(S2S_PORTS), res
+        assert res["filtered"] == len(ports) - len(S2S_PORTS), res
+        lines.append("internet -> edge %s: %d probes, the %d S2S ports pass (refused: no IPv6 "
+                     "listener), %d dropped" % (EDGE_EXT6, len(ports), res["refused"],
+                                                res["filtered"]))
+        # the internet routing the internal prefix to the edge: nothing comes through
+        res = self.inet.scan([EDGE_INT6, GW_IP6, POOL_IP6], [LINK_PORT, 5060, 22, 80])
+        assert res["open"] == [] and res["refused"] == 0, res
+        # the gateway host -> the edge's link port over IPv6: not a listed gateway address
+        res = self.internal.scan([EDGE_INT6], [LINK_PORT, 22, 80])
+        assert res["open"] == [] and res["refused"] == 0, res
+        # the edge -> the internal network: nothing leaves (out_internal)
+        res = self.dmz.scan([GW_IP6], INSIDE_PORTS)
+        assert res["open"] == [] and res["refused"] == 0, res
+        # the pool host -> the gateway host: SIP is allowed from the pool's IPv4 only
+        res = self.frontend.scan([GW_FE6], list(SIP_PORTS) + UNDOCUMENTED_PORTS)
+        assert res["open"] == [] and res["refused"] == 0, res
+        e1, i1 = self.dmz.counters("parley_edge"), self.internal.counters("parley_internal")
+        d = {k: e1[k] - e0[k] for k in ("in_dropped", "link_refused", "out_internal")}
+        di = i1["in_dropped"] - i0["in_dropped"]
+        assert d["in_dropped"] >= len(ports) - len(S2S_PORTS), d
+        assert d["link_refused"] >= 1 and d["out_internal"] >= len(INSIDE_PORTS), d
+        assert di >= len(SIP_PORTS) + len(UNDOCUMENTED_PORTS), di
+        lines.append("internal -> link port, edge -> internal, pool host -> gateway host, "
+                     "internet -> internal prefix: 0 answers, all dropped (answer from inside: "
+                     "%d ports on the edge, %d on the gateway host)"
+                     % (len(truth_dmz), len(truth_int)))
+        lines.append("edge.nft counters in_dropped +%(in_dropped)d, link_refused "
+                     "+%(link_refused)d, out_internal +%(out_internal)d; internal.nft "
+                     "in_dropped +%(di)d" % dict(d, di=di))
+        return lines
+
     def prove_odd_port_partner(self):
         text = "Carol, your server listens on port %d" % ODD_PORT
         r = self.bob.message("sip:carol@odd.test", text, timeout=30)
@@ -979,6 +1047,8 @@ class Lab:
              self.prove_internet_cannot_reach_inside),
             ("only the documented ports answer, scanned from each side",
              self.prove_only_documented_ports),
+            ("over IPv6 only inbound S2S reaches the edge, nothing the inside",
+             self.prove_ipv6),
             ("monitoring: the metrics endpoints answer on loopback", self.prove_monitoring),
             ("certificates renewed in place and reloaded with SIGHUP",
              self.prove_certificate_renewal),

@@ -80,6 +80,10 @@ def test_only_documented_ports_answer(lab):
     lab.prove_only_documented_ports()
 
 
+def test_ipv6_only_s2s_reaches_the_edge(lab):
+    lab.prove_ipv6()
+
+
 def test_dmz_and_gateway_host_do_not_forward(lab):
     for ns in (lab.dmz, lab.internal):
         assert ns.sysctl("net.ipv4.ip_forward") == "0"
