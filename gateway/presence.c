@@ -29,6 +29,7 @@
 #define MAX_ACKS 65536		      /* stanzas waiting for a commit before the link is told */
 #define MAX_CONTACTS 1000000 /* partner users whose presence is cached (peer-driven: bounded) */
 #define MAX_OUTBOX 65536     /* subscription stanzas waiting for an edge */
+#define MAX_PARSING 4096     /* NOTIFY bodies queued for the PIDF thread (about 2 KB each) */
 #define REFRESH_MARGIN 0.9   /* refresh at 90% of the granted time */
 #define DEFAULT_UAS_EXPIRES 3600
 /* Our CSeq in a dialog is written every CSEQ_STRIDE requests, and a restarted gateway
@@ -1247,8 +1248,11 @@ static void handle_notify(struct presence *p, struct sip_stxn *st, struct sip_ms
 	sip_stxn_reply(st, 200, "OK");
 
 	/* the common case, an active NOTIFY with a body, goes through the PIDF thread; any
-	 * other first delivers what the thread has, in order */
+	 * other first delivers what the thread has, in order. A thread that falls behind
+	 * (MAX_PARSING queued) is caught up with here: the queue stays bounded. */
 	bool later = copy && p->pidf_thread && !ps->fetch && strcasecmp(state, "active") == 0;
+	if (later && worker_outstanding(p->pidf_thread) >= MAX_PARSING)
+		sync_pidf(p);
 	if (!later)
 		sync_pidf(p);
 	if (strcasecmp(state, "terminated") == 0) {
