@@ -68,6 +68,7 @@ struct px_metrics {
 	int64_t *link_window_depth, *link_gateways_up, *policy_generation;
 	uint64_t *in_accepted, *in_auth_external, *in_auth_dialback, *in_stream_errors;
 	uint64_t *in_refused_limit, *in_stanzas[4];
+	uint64_t *in_bounced_congested, *in_bounced_too_large;
 	uint64_t *out_opened, *out_auth_external, *out_auth_dialback, *out_attempts;
 	uint64_t *out_submitted, *out_delivered, *out_bounced, *out_stanzas[4];
 	uint64_t *verify_sent, *verify_valid, *verify_invalid;
@@ -360,6 +361,14 @@ static void metrics_setup(struct proxy *p)
 	x->in_refused_limit = metrics_counter(m, "parley_s2s_refused_total",
 					      "inbound connections refused by a connection limit",
 					      "reason=\"limit\"");
+	/* Inbound counterpart of parley_s2s_bounces_total (outbound, made on first use): both
+	 * conditions exist from the start so a rate can be taken before the first bounce. */
+	const char *ib = "stanzas from partners refused at the gateway link, bounced with a "
+			 "stanza error (error stanzas are dropped), by condition";
+	x->in_bounced_congested = metrics_counter(m, "parley_s2s_in_bounces_total", ib,
+						  "condition=\"resource-constraint\"");
+	x->in_bounced_too_large =
+	    metrics_counter(m, "parley_s2s_in_bounces_total", ib, "condition=\"policy-violation\"");
 	x->out_attempts = metrics_counter(m, "parley_s2s_out_connect_attempts_total",
 					  "outbound TCP connection attempts", NULL);
 	const char *oc = "stanzas toward partners, by outcome";
@@ -430,6 +439,8 @@ static void metrics_collect(void *arg)
 		*x->in_auth_dialback = s->auth_dialback;
 		*x->in_stream_errors = s->stream_errors;
 		*x->in_refused_limit = s->refused_limit;
+		*x->in_bounced_congested = s->bounced_congested;
+		*x->in_bounced_too_large = s->bounced_too_large;
 		for (int k = 1; k < 4; k++)
 			*x->in_stanzas[k] = s->stanzas_in_kind[k];
 		s2s_foreach_session(p->s2s, count_conn, p);

@@ -475,6 +475,32 @@ static void bounce_stanza(struct s2s_in *in, const struct xs_elem *el, const cha
 	out_flush(in);
 }
 
+/* A stanza the link refused is never silently dropped: the partner hears why (RFC 6120
+ * §8.3) and operators see each one, counted by condition. An error stanza is not answered
+ * (it would loop) but still counted and logged, with answered=0. */
+static void refuse_stanza(struct s2s_in *in, const struct xs_elem *el, const char *from,
+			  const char *to, bool too_large)
+{
+	const char *cond = too_large ? "policy-violation" : "resource-constraint";
+	const char *id = xs_elem_attr(el, NULL, "id");
+	const char *type = xs_elem_attr(el, NULL, "type");
+	bool answered = !(type && strcmp(type, "error") == 0);
+	if (too_large)
+		in->srv->stats.bounced_too_large++;
+	else
+		in->srv->stats.bounced_congested++;
+	char ek[32], ef[160], et[160], ei[96];
+	log_warn(in->id, "s2s_in_bounce",
+		 "peer=%s domain=%s kind=%s from=%s to=%s id=%s cond=%s answered=%d", in->ip,
+		 in->from, log_escape(ek, sizeof ek, el->name.p, el->name.n),
+		 log_escape(ef, sizeof ef, from, strlen(from)),
+		 log_escape(et, sizeof et, to, strlen(to)),
+		 id ? log_escape(ei, sizeof ei, id, strlen(id)) : "-", cond, answered ? 1 : 0);
+	bounce_stanza(in, el, too_large ? "modify" : "wait", cond,
+		      too_large ? "stanza too large for the gateway link"
+				: "gateway link congested, try again");
+}
+
 static void handle_stanza(struct s2s_in *in, const struct xs_elem *el)
 {
 	struct s2s *s = in->srv;
@@ -527,11 +553,7 @@ static void handle_stanza(struct s2s_in *in, const struct xs_elem *el)
 	if (r == 0) {
 		sm_push(in, f.seq);
 	} else {
-		/* Never silently dropped: the partner hears why (RFC 6120 §8.3). */
-		bounce_stanza(in, el, r == PE_TOOBIG ? "modify" : "wait",
-			      r == PE_TOOBIG ? "policy-violation" : "resource-constraint",
-			      r == PE_TOOBIG ? "stanza too large for the gateway link"
-					     : "gateway link congested, try again");
+		refuse_stanza(in, el, from, to, r == PE_TOOBIG);
 		sm_push(in, 0);
 	}
 	if (link_out_full(s->out))

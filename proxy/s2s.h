@@ -84,6 +84,10 @@ struct s2s_stats {
 	uint64_t accepted, authenticated, stanzas_in, stream_errors, refused_limit;
 	uint64_t auth_external, auth_dialback; /* authenticated, by method */
 	uint64_t stanzas_in_kind[4];	       /* by PARLEY__LINK__STANZA_KIND__* (1..3) */
+	/* Stanzas the link refused (counted in stanzas_in too), answered with an error unless
+	 * they were errors themselves: the window was over twice full (resource-constraint) or
+	 * the frame exceeded [link] max_frame (policy-violation). */
+	uint64_t bounced_congested, bounced_too_large;
 };
 const struct s2s_stats *s2s_stats(const struct s2s *s);
 size_t s2s_stream_count(const struct s2s *s);
