@@ -931,6 +931,13 @@ static void on_subscribe_response(void *arg, struct sip_msg *resp)
 		psub_drop(ps);
 		return;
 	}
+	if (refresh && status == 481) {
+		/* the dialog is gone, not the authorisation (D4: 481 is transient, although it is
+		 * in the refresh list's 480-485): a new dialog at once */
+		uac_restart_later(ps);
+		ps->due_ms = uv_now(p->loop);
+		return;
+	}
 	if (status == 403 || status == 489 || status == 603 || (refresh && refresh_fatal(status))) {
 		uac_cancelled(ps, sip_msg_reason(resp) ? sip_msg_reason(resp) : "refused");
 		return;
@@ -941,14 +948,10 @@ static void on_subscribe_response(void *arg, struct sip_msg *resp)
 		int min = me ? atoi(me) : 0;
 		if (min > 0 && min <= 86400 && ps->failures < 3) {
 			ps->failures++;
-			uac_subscribe(ps, (uint32_t)min);
+			uint32_t want = refresh_s(p);
+			uac_subscribe(ps, want > (uint32_t)min ? want : (uint32_t)min);
 			return;
 		}
-	}
-	if (refresh && status == 481) {
-		uac_restart_later(ps); /* the dialog is gone: a new one */
-		ps->due_ms = uv_now(p->loop);
-		return;
 	}
 	/* 423/481 on a first SUBSCRIBE, timeouts, 5xx: transient, try again later */
 	if (!ps->d.remote_target)

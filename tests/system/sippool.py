@@ -19,9 +19,24 @@ What it does on its own:
   with a NOTIFY "terminated;reason=timeout". Unknown dialog: 481.
 - Anything else: 405. A retransmitted request gets the same answer again.
 
+Scripted answers (MAPPING.md D4): `script(status, headers)` queues an answer for the next
+SUBSCRIBE outside a dialog, `script(status, headers, refresh=True)` one for the next
+SUBSCRIBE inside a known dialog (a refresh); each is used once, in order, and only by
+SUBSCRIBEs with Expires > 0 (fetches and unsubscribes keep the answers above). A 2xx is
+answered as above with that status; any other status gets a To-tag and only the headers
+given (e.g. [("Min-Expires", "1800")] with 423), creates no dialog outside one and leaves
+the dialog as it was inside one. With both queues empty the pool behaves as described above.
+
+    pool.script(423, [("Min-Expires", "1800")])   # the first SUBSCRIBE: 423, the next 202
+    pool.script(481, refresh=True)                # the first refresh: 481
+
+Every request received carries `t` (time.monotonic() on arrival); every SUBSCRIBE also
+`answer`, the status we gave it.
+
 Every request received is in `received`, every response in `responses`; each Sub keeps the
 SUBSCRIBEs of its dialog (`requests`) and the final answers to our NOTIFYs (`notify_responses`).
 """
+import collections
 import queue
 import socket
 import threading
@@ -29,8 +44,12 @@ import time
 
 from sipua import Message, addr_uri, param, parse, token
 
-REASONS = {200: "OK", 202: "Accepted", 405: "Method Not Allowed",
-           481: "Call/Transaction Does Not Exist"}
+REASONS = {200: "OK", 202: "Accepted", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 410: "Gone", 416: "Unsupported URI Scheme",
+           423: "Interval Too Brief", 480: "Temporarily Unavailable",
+           481: "Call/Transaction Does Not Exist", 489: "Bad Event",
+           500: "Server Internal Error", 501: "Not Implemented", 503: "Service Unavailable",
+           603: "Decline", 604: "Does Not Exist Anywhere"}
 
 
 def uri_hostport(uri, default_port=5060):
@@ -83,6 +102,8 @@ class SipPool:
         self._thread = None
         self._closing = False
         self.errors = []            # exceptions in the reader thread (a test may assert on it)
+        self.new_answers = collections.deque()      # scripted: SUBSCRIBEs outside a dialog
+        self.refresh_answers = collections.deque()  # scripted: SUBSCRIBEs inside a dialog
 
     # -- lifecycle
 
@@ -130,6 +151,7 @@ class SipPool:
                 self.errors.append(e)
                 continue
             m.source = src
+            m.t = time.monotonic()
             try:
                 if m.method is None:
                     self._on_response(m)
@@ -186,27 +208,50 @@ class SipPool:
             asked = 3600
         return min(asked, self.max_expires)
 
+    def _scripted(self, answers, exp):
+        """The next scripted (status, headers) of answers, or None (none, or exp 0)."""
+        if exp == 0:
+            return None
+        with self._cond:
+            return answers.popleft() if answers else None
+
+    def _answer(self, m, status, to_tag=None, headers=()):
+        m.answer = status
+        self._reply(m, status, to_tag, headers)
+        with self._cond:
+            self._cond.notify_all()
+
     def _on_subscribe(self, m):
         exp = self._granted(m)
         hdrs = [("Contact", self.contact()), ("Expires", str(exp))]
         if m.tag("to") is None:
+            script = self._scripted(self.new_answers, exp)
+            if script and not 200 <= script[0] < 300:
+                self._answer(m, script[0], token(8), script[1])
+                return
             sub = Sub(m, m.source, token(8), exp)
             with self._cond:
                 self.subs.append(sub)
                 self._cond.notify_all()
-            self._reply(m, 200 if exp == 0 else self.subscribe_status, sub.local_tag, hdrs)
+            status = script[0] if script else 200 if exp == 0 else self.subscribe_status
+            self._answer(m, status, sub.local_tag, hdrs)
             if exp == 0:
                 self._notify_later(sub, "terminated;reason=timeout", self.fetch_body)
             return
         sub = self.find(m.call_id, m.tag("to"))
         if sub is None:
-            self._reply(m, 481)
+            self._answer(m, 481)
             return
+        script = self._scripted(self.refresh_answers, exp)
         with self._cond:
             sub.requests.append(m)
-            sub.expires = exp
+            if not script or 200 <= script[0] < 300:
+                sub.expires = exp
             self._cond.notify_all()
-        self._reply(m, 200, None, hdrs)
+        if script and not 200 <= script[0] < 300:
+            self._answer(m, script[0], None, script[1])
+            return
+        self._answer(m, script[0] if script else 200, None, hdrs)
         if exp == 0:
             self._notify_later(sub, "terminated;reason=timeout", None)
 
@@ -221,6 +266,35 @@ class SipPool:
         threading.Thread(target=run, daemon=True).start()
 
     # -- test side
+
+    def script(self, status, headers=(), refresh=False):
+        """Queues the answer of the next SUBSCRIBE (Expires > 0) outside a dialog, or with
+        refresh inside a known one: status with headers, a list of (name, value)."""
+        with self._cond:
+            (self.refresh_answers if refresh else self.new_answers).append(
+                (status, list(headers)))
+
+    def subscribes(self, fetches=False):
+        """The SUBSCRIBEs received, in order (without Expires: 0 ones unless fetches)."""
+        with self._cond:
+            return [m for m in self.received if m.method == "SUBSCRIBE" and
+                    (fetches or int(m.header("expires") or 3600) != 0)]
+
+    def wait_subscribes(self, n, timeout=20.0, fetches=False):
+        """Waits until subscribes(fetches) has n entries, all answered; returns them."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                got = [m for m in self.received if m.method == "SUBSCRIBE" and
+                       (fetches or int(m.header("expires") or 3600) != 0)]
+                if len(got) >= n and all(hasattr(m, "answer") for m in got[:n]):
+                    return got
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("%d SUBSCRIBEs within %.1fs, not %d: %r" % (
+                        len(got), timeout, n, [(m.start, m.header("expires"),
+                                                getattr(m, "answer", None)) for m in got]))
+                self._cond.wait(left)
 
     def find(self, call_id, local_tag):
         with self._cond:

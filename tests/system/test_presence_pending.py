@@ -18,117 +18,14 @@ import time
 
 import pytest
 
-from harness import Daemon, free_port
-from imlab import SECRET, lab_certs, wait_for
-from linkconf import gateway_conf, policy_conf, proxy_conf, s2s_conf
-from peers import Dnsmasq, Prosody, xmpp_srv
-from sippool import SipPool
+from imlab import lab_certs, wait_for
+from poollab import BOB, GW_SIP, PendingLab, bob_pidf
 from sipua import UA
-from xmppclient import XmppClient
-
-EDGE_IP = "127.0.0.150"     # parley-proxy: S2S and the link
-PARTNER_IP = "127.0.0.151"  # Prosody for partner.test
-DNS_IP = "127.0.0.152"      # dnsmasq for .test
-GW_SIP = "127.0.0.154"      # parley-gateway's SIP listener
-POOL_IP = "127.0.0.155"     # the scripted presence server
-FEDERATED = {"partner.test": {"type": "federated"}}  # federated partners see status notes
-BOB = "bob@corp.test"
-QUIET = 1.5                 # how long pending must stay silent at alice
-
-PIDF = """<?xml version='1.0' encoding='UTF-8'?>
-<presence xmlns='urn:ietf:params:xml:ns:pidf'
-  xmlns:dm='urn:ietf:params:xml:ns:pidf:data-model'
-  xmlns:rpid='urn:ietf:params:xml:ns:pidf:rpid' entity='sip:bob@corp.test'>
- <tuple id='t1'><status><basic>{basic}</basic></status>{note}</tuple>
- {person}
-</presence>"""
-
-
-def bob_pidf(basic="open", activity=None, note=None):
-    return PIDF.format(
-        basic=basic, note="<note xml:lang='en'>%s</note>" % note if note else "",
-        person="<dm:person id='p1'><rpid:activities><rpid:%s/></rpid:activities></dm:person>"
-        % activity if activity else "")
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     return lab_certs(tmp_path_factory)
-
-
-def control(tmp_path, name, ip):
-    """[control] in the test's directory and range: the defaults (/run/parley/NAME.sock,
-    127.0.0.1:9469/9470) are shared with every other lab running at the same time."""
-    return "\n[control]\nsocket = %s\nmetrics = %s:%d\n" % (
-        tmp_path / (name + ".sock"), ip, free_port(ip))
-
-
-class PendingLab:
-    """dnsmasq, parley-proxy, parley-gateway toward the scripted pool, Prosody with alice
-    logged in: the setup of imlab.Lab without Kamailio and bob's user agent."""
-
-    def __init__(self, tmp_path, running, daemons, certs, pool_kw=None):
-        self.tmp = tmp_path
-        self.pool = SipPool(POOL_IP, 5060, **(pool_kw or {})).start()
-        running.append(self.pool)
-        s2s_port, link = free_port(EDGE_IP), free_port(EDGE_IP)
-        self.dns = Dnsmasq(tmp_path / "dns", address=DNS_IP,
-                           srv=[xmpp_srv("corp.test", "edge.corp.test", s2s_port),
-                                xmpp_srv("partner.test", "s2s.partner.test", 5269)],
-                           hosts=[("edge.corp.test", EDGE_IP),
-                                  ("s2s.partner.test", PARTNER_IP)])
-        running.append(self.dns.start())
-        self.px = Daemon("parley-proxy", tmp_path, "proxy",
-                         proxy_conf(certs, link, host=EDGE_IP) +
-                         s2s_conf(certs, "%s:%d" % (EDGE_IP, s2s_port),
-                                  extra="dialback_secret = %s\nresolver = %s\n"
-                                  % (SECRET, self.dns.server.replace("@", ":"))) +
-                         control(tmp_path, "proxy", EDGE_IP)).start()
-        daemons.append(self.px)
-        sip = "\n[sip]\nlisten_udp = %s:5060\npool = udp:%s:5060\n" % (GW_SIP, POOL_IP)
-        self.gw = Daemon("parley-gateway", tmp_path, "gateway",
-                         gateway_conf(certs, link, edge_host=EDGE_IP,
-                                      policy=policy_conf(partners=FEDERATED) + sip) +
-                         control(tmp_path, "gateway", GW_SIP)).start()
-        daemons.append(self.gw)
-        self.px.wait_log(r"event=policy_applied")
-        self.partner = Prosody(tmp_path / "partner", PARTNER_IP, ["partner.test"], certs,
-                               dns=self.dns, users=[("alice", "partner.test", "pw-a")],
-                               log_level="info")
-        running.append(self.partner.start())
-        self.alice = XmppClient("alice@partner.test", "pw-a", PARTNER_IP, workdir=tmp_path)
-        running.append(self.alice.start())
-
-    def from_bob(self, since=0):
-        """alice's presence events from bob (any type), since the index given."""
-        return [e for e in self.alice.events("presence")[since:]
-                if e["from"].split("/")[0] == BOB]
-
-    def subscribe(self):
-        """alice subscribes to bob; returns the pool's subscription (already answered)."""
-        self.alice.subscribe(BOB)
-        sub = self.pool.wait_subscribe(timeout=30)
-        req = sub.requests[0]
-        assert req.ruri.startswith("sip:bob@corp.test"), req.start
-        assert (req.header("event") or "").startswith("presence"), req.headers
-        assert int(req.header("expires")) > 0, req.headers
-        assert sub.remote_uri == "sip:alice@partner.test", sub.remote_uri
-        return sub
-
-    def pending(self, sub):
-        """Two pending NOTIFYs (the second with a body, as some servers send a neutral
-        document): each answered 200, and alice hears nothing of bob for QUIET seconds."""
-        r = self.pool.notify(sub, "pending;expires=600")
-        assert r.status == 200, r.start
-        r = self.pool.notify(sub, "pending;expires=590",
-                             body=bob_pidf(activity="busy", note="not for alice yet"))
-        assert r.status == 200, r.start
-        end = time.monotonic() + QUIET
-        while time.monotonic() < end:
-            assert self.from_bob() == [], "pending told alice: %r" % self.from_bob()
-            time.sleep(0.05)
-        self.gw.wait_log(r"event=presence_subscribe jid=alice@partner.test "
-                         r"sip=sip:bob@corp.test")
 
 
 def first_index(events, pred):
