@@ -5,6 +5,7 @@
 #include "err.h"
 #include "sip_uri.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ void sip_dialog_deinit(struct sip_dialog *d)
 	free(d->local_uri);
 	free(d->remote_uri);
 	free(d->remote_target);
+	free(d->contact_text);
 	for (int i = 0; i < d->nroute; i++)
 		free(d->route[i]);
 	memset(d, 0, sizeof *d);
@@ -129,8 +131,14 @@ static int make_key(const char *call_id, const char *tag, char *out, size_t cap)
 {
 	if (!call_id || !tag)
 		return PE_NOTFOUND;
-	int n = snprintf(out, cap, "%s\n%s", call_id, tag);
-	return n < 0 || (size_t)n >= cap ? PE_TOOBIG : n;
+	/* once per in-dialog request: copies, not snprintf */
+	size_t cl = strlen(call_id), tl = strlen(tag), n = cl + 1 + tl;
+	if (n >= cap || n > INT_MAX)
+		return PE_TOOBIG;
+	memcpy(out, call_id, cl);
+	out[cl] = '\n';
+	memcpy(out + cl + 1, tag, tl + 1);
+	return (int)n;
 }
 
 int sip_dialog_key(const struct sip_dialog *d, char *out, size_t cap)
@@ -159,15 +167,46 @@ bool sip_dialog_matches(const struct sip_dialog *d, struct sip_msg *req)
 	return true;
 }
 
+static void forget_contact_text(struct sip_dialog *d)
+{
+	free(d->contact_text);
+	d->contact_text = NULL;
+	d->contact_text_len = 0;
+	d->contact_uri = NULL;
+}
+
+/* Every in-dialog request carries a Contact, nearly always the one before: the same
+ * header text gives the same URI, so only a changed text costs osip's URI serialisation
+ * (several sprintfs and allocations per request). The URI is kept next to the text, so
+ * the result does not depend on who else changed remote_target meanwhile. */
 static int refresh_target(struct sip_dialog *d, struct sip_msg *m)
 {
-	const char *contact = sip_msg_contact_uri(m);
+	const char *text = NULL, *contact;
+	size_t tlen = 0;
+	bool have_text = sip_msg_contact_text(m, &text, &tlen) == 0;
+	bool known = have_text && d->contact_text && tlen == d->contact_text_len &&
+		     memcmp(text, d->contact_text, tlen) == 0;
+	contact = known ? d->contact_uri : sip_msg_contact_uri(m);
 	if (contact && (!d->remote_target || strcmp(contact, d->remote_target) != 0)) {
 		char *c = strdup(contact);
 		if (!c)
 			return PE_NOMEM;
 		free(d->remote_target);
 		d->remote_target = c;
+	}
+	if (known)
+		return 0;
+	forget_contact_text(d);
+	if (contact && have_text) {
+		size_t ul = strlen(contact);
+		char *blk = malloc(tlen + ul + 1);
+		if (blk) { /* without it, the next refresh asks osip again */
+			memcpy(blk, text, tlen);
+			memcpy(blk + tlen, contact, ul + 1);
+			d->contact_text = blk;
+			d->contact_text_len = tlen;
+			d->contact_uri = blk + tlen;
+		}
 	}
 	return 0;
 }

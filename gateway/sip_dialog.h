@@ -17,6 +17,12 @@ struct sip_dialog {
 	char *local_uri;     /* our From in requests we send */
 	char *remote_uri;    /* their address, our To */
 	char *remote_target; /* their Contact URI: Request-URI of our requests */
+	/* Private to sip_dialog: the last Contact header text a target refresh saw
+	 * (sip_msg_contact_text) and the URI it gives, in one allocation, so a refresh with
+	 * the same text needs no osip URI serialisation. NULL = none. */
+	char *contact_text;
+	size_t contact_text_len;
+	const char *contact_uri;	    /* NUL-terminated, inside the contact_text allocation */
 	char *route[SIP_DIALOG_MAX_ROUTES]; /* route set, in the order we send it */
 	int nroute;
 	uint32_t local_cseq;  /* last CSeq we used */

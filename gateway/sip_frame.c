@@ -39,6 +39,9 @@ static int find_content_length(const uint8_t *h, size_t hlen, size_t max_body, s
 			break;
 		}
 		p = le;
+		/* only a line starting like Content-Length or its compact "l" can be one */
+		if ((ls[0] | 0x20) != 'c' && (ls[0] | 0x20) != 'l')
+			continue;
 		const uint8_t *colon = memchr(ls, ':', (size_t)(le - ls));
 		if (!colon)
 			continue; /* not our business: the parser will reject it */
@@ -85,6 +88,23 @@ static int is_tchar(uint8_t c)
 	       (c && strchr("-.!%*_+`'~", c));
 }
 
+/* The first "\r\n\r\n" in p[0..n), or NULL: memchr from LF to LF (a header block has
+ * one every few dozen bytes) instead of memmem's byte-wise search. */
+static const uint8_t *find_end(const uint8_t *p, size_t n)
+{
+	const uint8_t *e = p + n, *q = p;
+	if (n < 4)
+		return NULL;
+	/* the pattern's first LF is at its start + 1; LFs come in order, so the first match
+	 * found is the first pattern */
+	while ((q = memchr(q, '\n', (size_t)(e - q))) != NULL) {
+		if (q > p && e - q >= 3 && q[-1] == '\r' && q[1] == '\r' && q[2] == '\n')
+			return q - 1;
+		q++;
+	}
+	return NULL;
+}
+
 int sip_frame_scan(const uint8_t *buf, size_t len, const struct sip_frame_limits *lim,
 		   struct sip_frame_state *st, unsigned flags, struct sip_frame *f)
 {
@@ -125,7 +145,7 @@ int sip_frame_scan(const uint8_t *buf, size_t len, const struct sip_frame_limits
 	from = st->scanned;
 	if (from > len)
 		from = 0;
-	e = len - from >= 4 ? memmem(buf + from, len - from, "\r\n\r\n", 4) : NULL;
+	e = find_end(buf + from, len - from);
 	if (!e) {
 		/* a terminator not in buf[0..len) ends at len + 1 or later */
 		if (len >= lim->max_header)

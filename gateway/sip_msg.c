@@ -40,6 +40,14 @@ struct fast {
 	char to_tag[64];
 };
 
+/* A header line in a received header block: its kind (enum hk), where its value starts
+ * (just after the colon) and where the line ends (after its CR LF), as offsets. */
+struct hline {
+	uint8_t kind;
+	uint32_t v, end;
+};
+#define HLINES 16
+
 struct sip_msg {
 	osip_message_t *om; /* NULL while a lazy response is not parsed yet */
 	char *lazy;	    /* the header block osip will parse on first need */
@@ -58,6 +66,20 @@ struct sip_msg {
 	bool body_in_blk;
 	char rcv[48]; /* "received" set on the top Via, "" if none */
 	int rport;    /* "rport" value set on the top Via, 0 if none */
+	/* A received message: the first Contact header's value in blk as received
+	 * (blk offsets, CR LF included) and how many Contact headers there are, so a
+	 * dialog can tell an unchanged Contact without osip (sip_msg_contact_text). */
+	size_t contact[2];
+	int ncontact;
+	/* The header lines responses copy (Via, From, To, Call-ID, CSeq, Record-Route) as
+	 * scan_head found them, in order, so build_response need not walk the text again;
+	 * nlines < 0: more than HLINES, walk it. */
+	struct hline lines[HLINES];
+	int nlines;
+	/* Looked up once while the osip view is as parsed (see seen_ok): the tags and the
+	 * top Via branch are asked for many times per request. SEEN_* bits say which. */
+	unsigned seen;
+	const char *seen_from_tag, *seen_to_tag, *seen_branch;
 	char *cache[SMC__N];
 	struct sm_str *strs; /* per-message arena for other returned strings */
 	bool local;
@@ -244,13 +266,22 @@ static bool hname_is(const char *name, size_t n, const char *lname)
 
 /* The headers the hot paths look for, by name (compact forms included): one switch on
  * the length instead of a hname_is per candidate. */
-enum hk { HK_OTHER, HK_VIA, HK_FROM, HK_TO, HK_CALL_ID, HK_CSEQ, HK_RR, HK_CT, HK_CL };
+enum hk { HK_OTHER, HK_VIA, HK_FROM, HK_TO, HK_CALL_ID, HK_CSEQ, HK_RR, HK_CT, HK_CL, HK_CONTACT };
+
+/* True if name[1..n) equals rest[0..n-1) case-insensitively (the first letter is known). */
+static bool rest_is(const char *name, size_t n, const char *rest)
+{
+	return strncasecmp(name + 1, rest, n - 1) == 0;
+}
 
 static enum hk hkind(const char *name, size_t n)
 {
+	/* the first letter picks the one candidate of that length: at most one strncasecmp
+	 * per header (most headers are none of these) */
+	int c = tolower((unsigned char)name[0]);
 	switch (n) {
 	case 1:
-		switch (tolower((unsigned char)name[0])) {
+		switch (c) {
 		case 'v':
 			return HK_VIA;
 		case 'f':
@@ -263,25 +294,29 @@ static enum hk hkind(const char *name, size_t n)
 			return HK_CT;
 		case 'l':
 			return HK_CL;
+		case 'm':
+			return HK_CONTACT;
 		default:
 			return HK_OTHER;
 		}
 	case 2:
-		return strncasecmp(name, "to", 2) == 0 ? HK_TO : HK_OTHER;
+		return c == 't' && rest_is(name, n, "o") ? HK_TO : HK_OTHER;
 	case 3:
-		return strncasecmp(name, "via", 3) == 0 ? HK_VIA : HK_OTHER;
+		return c == 'v' && rest_is(name, n, "ia") ? HK_VIA : HK_OTHER;
 	case 4:
-		return strncasecmp(name, "from", 4) == 0   ? HK_FROM
-		       : strncasecmp(name, "cseq", 4) == 0 ? HK_CSEQ
-							   : HK_OTHER;
+		return c == 'f' && rest_is(name, n, "rom")   ? HK_FROM
+		       : c == 'c' && rest_is(name, n, "seq") ? HK_CSEQ
+							     : HK_OTHER;
 	case 7:
-		return strncasecmp(name, "call-id", 7) == 0 ? HK_CALL_ID : HK_OTHER;
+		return c == 'c' && rest_is(name, n, "all-id")	? HK_CALL_ID
+		       : c == 'c' && rest_is(name, n, "ontact") ? HK_CONTACT
+								: HK_OTHER;
 	case 12:
-		return strncasecmp(name, "content-type", 12) == 0   ? HK_CT
-		       : strncasecmp(name, "record-route", 12) == 0 ? HK_RR
-								    : HK_OTHER;
+		return c == 'c' && rest_is(name, n, "ontent-type")   ? HK_CT
+		       : c == 'r' && rest_is(name, n, "ecord-route") ? HK_RR
+								     : HK_OTHER;
 	case 14:
-		return strncasecmp(name, "content-length", 14) == 0 ? HK_CL : HK_OTHER;
+		return c == 'c' && rest_is(name, n, "ontent-length") ? HK_CL : HK_OTHER;
 	default:
 		return HK_OTHER;
 	}
@@ -309,9 +344,13 @@ static int parse_uint(const char *p, size_t n, unsigned long max, unsigned long 
 struct head_scan {
 	size_t cut[HEAD_CUTS][2]; /* Content-Type/-Length lines, CRLFs included */
 	int ncut;
-	char *ct_value;		/* unfolded value, malloc'd */
-	long clen;		/* -1 = absent */
-	size_t via[2], cseq[2]; /* first Via and CSeq values (0,0 = absent) */
+	char *ct_value;		    /* unfolded value, malloc'd */
+	long clen;		    /* -1 = absent */
+	size_t via[2], cseq[2];	    /* first Via and CSeq values (0,0 = absent) */
+	size_t contact[2];	    /* first Contact value, as via */
+	int ncontact;		    /* Contact headers */
+	struct hline lines[HLINES]; /* as in struct sip_msg */
+	int nlines;
 	bool from, to, call_id;
 };
 
@@ -324,10 +363,32 @@ static int scan_head(const char *h, size_t hlen, bool head_only, struct head_sca
 	hs->ct_value = NULL;
 	hs->clen = -1;
 	hs->via[0] = hs->via[1] = hs->cseq[0] = hs->cseq[1] = 0;
+	hs->contact[0] = hs->contact[1] = 0;
+	hs->ncontact = 0;
+	hs->nlines = hlen <= UINT32_MAX ? 0 : -1;
 	hs->from = hs->to = hs->call_id = false;
 	/* Lines end with CRLF and nothing else: a bare CR or LF would let osip see the
 	 * header block end somewhere else than we do. */
 	for (size_t i = 0; i < hlen; i++) {
+		if (hlen - i >= 8) {
+			/* eight bytes at a time: the mask flags bytes below 0x20 (CR, LF and tab
+			 * included) and 0x7f; a word with none needs none of the checks below.
+			 * Borrows can only flag bytes after a true one, so the lowest flag is
+			 * the first byte to look at. */
+			uint64_t w, x, mk;
+			memcpy(&w, h + i, 8);
+			x = w ^ 0x7f7f7f7f7f7f7f7fULL;
+			mk = (((w - 0x2020202020202020ULL) & ~w) |
+			      ((x - 0x0101010101010101ULL) & ~x)) &
+			     0x8080808080808080ULL;
+			if (!mk) {
+				i += 7;
+				continue;
+			}
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			i += (size_t)__builtin_ctzll(mk) / 8;
+#endif
+		}
 		unsigned char c = (unsigned char)h[i];
 		if ((c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f)
 			return PE_PROTO;
@@ -367,6 +428,16 @@ static int scan_head(const char *h, size_t hlen, bool head_only, struct head_sca
 			return PE_PROTO;
 		enum hk k = hkind(h + start, nlen);
 		size_t vstart = (size_t)(colon - h) + 1;
+		if (k >= HK_VIA && k <= HK_RR && hs->nlines >= 0) {
+			if (hs->nlines == HLINES) {
+				hs->nlines = -1;
+			} else {
+				hs->lines[hs->nlines].kind = (uint8_t)k;
+				hs->lines[hs->nlines].v = (uint32_t)vstart;
+				hs->lines[hs->nlines].end = (uint32_t)line_end;
+				hs->nlines++;
+			}
+		}
 		if (!hs->via[1] && k == HK_VIA) {
 			hs->via[0] = vstart;
 			hs->via[1] = line_end;
@@ -379,6 +450,9 @@ static int scan_head(const char *h, size_t hlen, bool head_only, struct head_sca
 			hs->to = true;
 		} else if (k == HK_CALL_ID) {
 			hs->call_id = true;
+		} else if (k == HK_CONTACT && hs->ncontact++ == 0) {
+			hs->contact[0] = vstart;
+			hs->contact[1] = line_end;
 		}
 		bool is_ct = k == HK_CT;
 		bool is_cl = k == HK_CL;
@@ -433,7 +507,7 @@ static int scan_head(const char *h, size_t hlen, bool head_only, struct head_sca
 	return 0;
 }
 
-static int parse(const void *buf, size_t len, bool head_only, struct sip_msg **out);
+static int parse(const void *buf, size_t len, size_t hlen, bool head_only, struct sip_msg **out);
 
 /* Reads a response's start line and the fields transaction matching needs. Returns 0,
  * or PE_PROTO if the start line is not "SIP/2.0 NNN reason". */
@@ -528,15 +602,27 @@ static osip_message_t *OM(const struct sip_msg *cm)
 
 int sip_msg_parse(const void *buf, size_t len, struct sip_msg **out)
 {
-	return parse(buf, len, false, out);
+	return parse(buf, len, 0, false, out);
+}
+
+int sip_msg_parse_framed(const void *buf, size_t hlen, size_t len, struct sip_msg **out)
+{
+	const uint8_t *b = buf;
+	*out = NULL;
+	/* a header_len that cannot be sip_frame_scan's: search as sip_msg_parse does */
+	if (hlen < 4 || hlen > len || memcmp(b + hlen - 4, "\r\n\r\n", 4) != 0)
+		hlen = 0;
+	return parse(buf, len, hlen, false, out);
 }
 
 int sip_msg_parse_head(const void *buf, size_t len, struct sip_msg **out)
 {
-	return parse(buf, len, true, out);
+	return parse(buf, len, 0, true, out);
 }
 
-static int parse(const void *buf, size_t len, bool head_only, struct sip_msg **out)
+/* hlen: the header block's length if the caller knows it (the first CR LF CR LF ends
+ * there), else 0. */
+static int parse(const void *buf, size_t len, size_t hlen, bool head_only, struct sip_msg **out)
 {
 	const char *b = buf;
 	struct head_scan hs;
@@ -544,15 +630,17 @@ static int parse(const void *buf, size_t len, bool head_only, struct sip_msg **o
 	char *tmp = NULL;
 	char stk[4096]; /* osip copies what it parses: a request's cut header block fits here */
 	const char *end;
-	size_t hlen, avail, blen;
+	size_t avail, blen;
 	int r;
 
 	sip_msg_global_init();
 	*out = NULL;
-	end = memmem(b, len, "\r\n\r\n", 4);
-	if (!end)
-		return PE_PROTO;
-	hlen = (size_t)(end - b) + 4;
+	if (!hlen) {
+		end = memmem(b, len, "\r\n\r\n", 4);
+		if (!end)
+			return PE_PROTO;
+		hlen = (size_t)(end - b) + 4;
+	}
 	r = scan_head(b, hlen, head_only, &hs);
 	if (r)
 		goto fail;
@@ -638,6 +726,12 @@ static int parse(const void *buf, size_t len, bool head_only, struct sip_msg **o
 		memcpy(m->blk, b, hlen + blen);
 		m->raw_len = hlen;
 		m->raw_ok = true;
+		m->contact[0] = hs.contact[0];
+		m->contact[1] = hs.contact[1];
+		m->ncontact = hs.ncontact;
+		m->nlines = hs.nlines;
+		if (hs.nlines > 0)
+			memcpy(m->lines, hs.lines, (size_t)hs.nlines * sizeof hs.lines[0]);
 		if (blen) {
 			m->body = m->blk + hlen;
 			m->body_in_blk = true;
@@ -734,16 +828,38 @@ static const char *addr_tag(osip_from_t *f)
 	return p->gvalue;
 }
 
+enum { SEEN_FROM_TAG = 1, SEEN_TO_TAG = 2, SEEN_BRANCH = 4 };
+
+/* True while the osip view of a received request is as parsed: every builder that can
+ * change From, To or a Via's parameters clears raw_ok first (sip_msg_via_set_received
+ * only adds or sets received / rport, which leaves the branch parameter where it is). */
+static bool seen_ok(const struct sip_msg *m)
+{
+	return m->raw_ok && m->blk && !m->fast;
+}
+
 const char *sip_msg_from_tag(struct sip_msg *m)
 {
-	return addr_tag(OM(m)->from);
+	if (!seen_ok(m))
+		return addr_tag(OM(m)->from);
+	if (!(m->seen & SEEN_FROM_TAG)) {
+		m->seen_from_tag = addr_tag(OM(m)->from);
+		m->seen |= SEEN_FROM_TAG;
+	}
+	return m->seen_from_tag;
 }
 
 const char *sip_msg_to_tag(struct sip_msg *m)
 {
 	if (m->fast && !m->om && m->fast->to_tag[0])
 		return m->fast->to_tag;
-	return addr_tag(OM(m)->to);
+	if (!seen_ok(m))
+		return addr_tag(OM(m)->to);
+	if (!(m->seen & SEEN_TO_TAG)) {
+		m->seen_to_tag = addr_tag(OM(m)->to);
+		m->seen |= SEEN_TO_TAG;
+	}
+	return m->seen_to_tag;
 }
 
 const char *sip_msg_from_display(struct sip_msg *m)
@@ -811,7 +927,13 @@ const char *sip_msg_via_branch(struct sip_msg *m, int idx)
 {
 	if (m->fast && !m->om && idx == 0)
 		return m->fast->branch[0] ? m->fast->branch : NULL;
-	return via_param(via_at(m, idx), "branch");
+	if (idx != 0 || !seen_ok(m))
+		return via_param(via_at(m, idx), "branch");
+	if (!(m->seen & SEEN_BRANCH)) {
+		m->seen_branch = via_param(via_at(m, 0), "branch");
+		m->seen |= SEEN_BRANCH;
+	}
+	return m->seen_branch;
 }
 
 int sip_msg_via_top(struct sip_msg *m, enum sip_proto *proto, const char **host, int *port,
@@ -873,12 +995,10 @@ static int int_header(struct sip_msg *m, const char *lname)
 	return (int)x;
 }
 
-int sip_msg_max_forwards(struct sip_msg *m)
+/* A Max-Forwards value as sip_msg_max_forwards reads it, or -1. */
+static int max_forwards_value(const char *v)
 {
-	const char *v = generic_header(m, "max-forwards", 0);
 	unsigned long x;
-	if (!v)
-		return -1;
 	while (is_ws(*v))
 		v++;
 	size_t n = strlen(v);
@@ -887,6 +1007,12 @@ int sip_msg_max_forwards(struct sip_msg *m)
 	if (parse_uint(v, n, 255, &x))
 		return -1;
 	return (int)x;
+}
+
+int sip_msg_max_forwards(struct sip_msg *m)
+{
+	const char *v = generic_header(m, "max-forwards", 0);
+	return v ? max_forwards_value(v) : -1;
 }
 
 int sip_msg_expires(struct sip_msg *m)
@@ -1068,6 +1194,19 @@ const char *sip_msg_contact_uri(struct sip_msg *m)
 	return c ? cached_uri(m, SMC_CONTACT, c->url) : NULL;
 }
 
+int sip_msg_contact_text(const struct sip_msg *m, const char **text, size_t *len)
+{
+	if (!m->blk || !m->raw_ok || m->fast)
+		return PE_STATE;
+	if (m->ncontact == 0)
+		return PE_NOTFOUND;
+	if (m->ncontact > 1)
+		return PE_STATE;
+	*text = (const char *)m->blk + m->contact[0];
+	*len = m->contact[1] - m->contact[0];
+	return 0;
+}
+
 int sip_msg_validate(struct sip_msg *m, const char **why)
 {
 	if (m->fast && !m->om) {
@@ -1083,7 +1222,7 @@ int sip_msg_validate(struct sip_msg *m, const char **why)
 		return *why ? PE_PROTO : 0;
 	}
 	osip_message_t *om = OM(m);
-	const char *cm;
+	const char *cm, *mf;
 	*why = NULL;
 	if (osip_list_size(&om->vias) == 0)
 		*why = "missing Via";
@@ -1102,7 +1241,7 @@ int sip_msg_validate(struct sip_msg *m, const char **why)
 			*why = "CSeq method differs from request method";
 		else if (!sip_msg_via_branch(m, 0))
 			*why = "top Via has no branch";
-		else if (generic_header(m, "max-forwards", 0) && sip_msg_max_forwards(m) < 0)
+		else if ((mf = generic_header(m, "max-forwards", 0)) && max_forwards_value(mf) < 0)
 			*why = "bad Max-Forwards";
 	}
 	return *why ? PE_PROTO : 0;
@@ -1287,9 +1426,15 @@ static void wr_value(struct wr *w, const char *v, size_t n)
 	}
 }
 
-/* End of the text in v[i..n) up to the first c outside a quoted string (n if none). */
-static size_t span_to(const char *v, size_t i, size_t n, char c)
+/* End of the text in v[i..n) up to the first c outside a quoted string (n if none).
+ * quoted: false if the caller knows v[i..n) holds no '"'. */
+static size_t span_to(const char *v, size_t i, size_t n, char c, bool quoted)
 {
+	if (!quoted) {
+		/* no quote in the text: the first c is the one (memchr, not byte by byte) */
+		const char *p = memchr(v + i, c, n - i);
+		return p ? (size_t)(p - v) : n;
+	}
 	bool q = false;
 	for (; i < n; i++) {
 		if (q) {
@@ -1318,14 +1463,15 @@ static size_t trim_end(const char *v, size_t i, size_t n)
  * osip's view: an existing parameter takes the new value, a missing received is added. */
 static void wr_top_via(struct wr *w, const char *v, size_t n, const char *rcv, int rport)
 {
-	size_t end = span_to(v, 0, n, ','), tend = trim_end(v, 0, end);
-	size_t i = span_to(v, 0, tend, ';');
+	bool quoted = memchr(v, '"', n) != NULL;
+	size_t end = span_to(v, 0, n, ',', quoted), tend = trim_end(v, 0, end);
+	size_t i = span_to(v, 0, tend, ';', quoted);
 	bool rcv_done = !*rcv;
 	char num[16];
 
 	wr_put(w, v, i);
 	while (i < tend) {
-		size_t j = span_to(v, i + 1, tend, ';'), a = i + 1, b;
+		size_t j = span_to(v, i + 1, tend, ';', quoted), a = i + 1, b;
 		while (a < j && is_ws(v[a]))
 			a++;
 		b = a;
@@ -1382,14 +1528,48 @@ static bool raw_next(const char *h, size_t hlen, size_t *pos, const char **name,
 	return true;
 }
 
+/* Walks the header lines build_response copies: from the lines scan_head recorded, or
+ * (more than fit) the text itself. */
+struct line_it {
+	size_t pos; /* text walk: offset of the next line */
+	int idx;    /* recorded lines: the next one */
+};
+
+static bool next_line(const struct sip_msg *req, const char *h, size_t hlen, struct line_it *it,
+		      enum hk *k, const char **v, size_t *vn)
+{
+	if (req->nlines >= 0) {
+		if (it->idx >= req->nlines)
+			return false;
+		const struct hline *l = &req->lines[it->idx++];
+		size_t vs = l->v;
+		while (vs < l->end && is_ws(h[vs]))
+			vs++;
+		*k = (enum hk)l->kind;
+		*v = h + vs;
+		*vn = trim_end(h, vs, l->end) - vs;
+		return true;
+	}
+	const char *name;
+	size_t nlen;
+	while (raw_next(h, hlen, &it->pos, &name, &nlen, v, vn)) {
+		*k = hkind(name, nlen);
+		if (*k >= HK_VIA && *k <= HK_RR)
+			return true;
+	}
+	return false;
+}
+
 /* Writes the response's status line and headers (each line with its CR LF, no empty line
  * and no Content-Length) into w. to_tag is added to To if osip's view of it has none and
  * status > 100. Returns 0 or PE_STATE if req has no usable header text. */
 static int build_response(struct sip_msg *req, int status, const char *reason, const char *to_tag,
 			  struct wr *w)
 {
-	const char *h = (const char *)req->blk, *name, *v;
-	size_t hlen = req->raw_len, pos, nlen, vn, one[HK_CSEQ + 1][2] = {{0}};
+	const char *h = (const char *)req->blk, *v;
+	size_t hlen = req->raw_len, vn, one[HK_CSEQ + 1][2] = {{0}};
+	enum hk k;
+	struct line_it it;
 	bool seen[HK_CSEQ + 1] = {false}, top = true;
 	char sl[16] = "SIP/2.0 000 ";
 
@@ -1408,9 +1588,8 @@ static int build_response(struct sip_msg *req, int status, const char *reason, c
 		return PE_STATE;
 	bool rr = status > 100 && status < 300 && creates_dialog(req->om->sip_method);
 	bool any_rr = false;
-	pos = (size_t)(nl - h) + 1;
-	while (raw_next(h, hlen, &pos, &name, &nlen, &v, &vn)) {
-		enum hk k = hkind(name, nlen);
+	it = (struct line_it){.pos = (size_t)(nl - h) + 1};
+	while (next_line(req, h, hlen, &it, &k, &v, &vn)) {
 		if (k == HK_VIA) {
 			wr_put(w, "Via: ", 5);
 			if (top)
@@ -1428,9 +1607,9 @@ static int build_response(struct sip_msg *req, int status, const char *reason, c
 		}
 	}
 	if (rr && any_rr) {
-		pos = (size_t)(nl - h) + 1;
-		while (raw_next(h, hlen, &pos, &name, &nlen, &v, &vn)) {
-			if (hkind(name, nlen) != HK_RR)
+		it = (struct line_it){.pos = (size_t)(nl - h) + 1};
+		while (next_line(req, h, hlen, &it, &k, &v, &vn)) {
+			if (k != HK_RR)
 				continue;
 			wr_put(w, "Record-Route: ", 14);
 			wr_value(w, v, vn);
@@ -1441,12 +1620,12 @@ static int build_response(struct sip_msg *req, int status, const char *reason, c
 						       [HK_TO] = "To: ",
 						       [HK_CALL_ID] = "Call-ID: ",
 						       [HK_CSEQ] = "CSeq: "};
-	for (int k = HK_FROM; k <= HK_CSEQ; k++) {
-		if (!seen[k])
+	for (int i = HK_FROM; i <= HK_CSEQ; i++) {
+		if (!seen[i])
 			continue;
-		wr_str(w, names[k]);
-		wr_value(w, h + one[k][0], one[k][1]);
-		if (k == HK_TO && to_tag && status > 100 && !sip_msg_to_tag(req)) {
+		wr_str(w, names[i]);
+		wr_value(w, h + one[i][0], one[i][1]);
+		if (i == HK_TO && to_tag && status > 100 && !sip_msg_to_tag(req)) {
 			wr_put(w, ";tag=", 5);
 			wr_str(w, to_tag);
 		}

@@ -48,6 +48,12 @@ void sip_msg_global_init(void);
  * check for mandatory headers: see sip_msg_validate. */
 int sip_msg_parse(const void *buf, size_t len, struct sip_msg **out);
 
+/* sip_msg_parse for a stream message framed by sip_frame_scan: hlen is the frame's
+ * header_len (the first CR LF CR LF ends there), which spares searching for it again.
+ * Same results as sip_msg_parse(buf, len, out); an hlen not ending with CR LF CR LF is
+ * ignored (searched for instead). */
+int sip_msg_parse_framed(const void *buf, size_t hlen, size_t len, struct sip_msg **out);
+
 /* Parses only the header block at the start of buf[0..len) and ignores the body and
  * Content-Length: for answering 400 to a stream message that cannot be framed. */
 int sip_msg_parse_head(const void *buf, size_t len, struct sip_msg **out);
@@ -117,6 +123,13 @@ int sip_msg_record_route_count(struct sip_msg *m);
 const char *sip_msg_record_route(struct sip_msg *m, int idx);
 /* The first Contact's URI, or NULL. */
 const char *sip_msg_contact_uri(struct sip_msg *m);
+/* The value of the one Contact header of a received message exactly as received (after
+ * the colon, up to and including its CR LF; a view into the message, not NUL-terminated),
+ * for telling an unchanged Contact without osip: two messages whose texts are equal have
+ * equal sip_msg_contact_uri. Returns 0, PE_NOTFOUND without a Contact header, PE_STATE if
+ * there is no such text (a built or changed message, or more than one Contact header):
+ * use sip_msg_contact_uri then. */
+int sip_msg_contact_text(const struct sip_msg *m, const char **text, size_t *len);
 /* True if this message was synthesised locally (a 408 on timeout, a 503 on transport
  * failure) rather than received. */
 bool sip_msg_is_local(const struct sip_msg *m);

@@ -291,7 +291,7 @@ static size_t flow_process(struct flow *f, const uint8_t *p, size_t n)
 		case SIP_FRAME_MESSAGE: {
 			struct sip_msg *m;
 			tp->stats.stream_msgs_in++;
-			if (sip_msg_parse(p + off, fr.len, &m) != 0) {
+			if (sip_msg_parse_framed(p + off, fr.header_len, fr.len, &m) != 0) {
 				flow_reject(f, p + off, fr.header_len, "unparseable");
 				return off + fr.len;
 			}

@@ -909,6 +909,29 @@ static struct sip_stxn *stxn_new(struct sip_txn_layer *l, struct sip_msg *m,
 	return st;
 }
 
+/* sip_hop_ip for the source of every request: an IPv4 address is written here, the same
+ * dotted quad inet_ntop gives, without its sprintf. */
+static void source_ip(const struct sip_hop *src, char *ip, size_t cap, int *port)
+{
+	if (src->addr.ss_family == AF_INET && cap >= INET_ADDRSTRLEN) {
+		const uint8_t *a =
+		    (const uint8_t *)&((const struct sockaddr_in *)&src->addr)->sin_addr;
+		char *o = ip;
+		for (int i = 0; i < 4; i++) {
+			unsigned v = a[i];
+			if (v >= 100)
+				*o++ = (char)('0' + v / 100);
+			if (v >= 10)
+				*o++ = (char)('0' + v / 10 % 10);
+			*o++ = (char)('0' + v % 10);
+			*o++ = i < 3 ? '.' : '\0';
+		}
+		*port = sip_hop_port(src);
+		return;
+	}
+	sip_hop_ip(src, ip, cap, port);
+}
+
 static int server_request(struct sip_txn_layer *l, struct sip_msg *m, const struct sip_hop *src)
 {
 	const char *why = NULL, *method = sip_msg_method(m);
@@ -922,7 +945,7 @@ static int server_request(struct sip_txn_layer *l, struct sip_msg *m, const stru
 		sip_msg_free(m);
 		return PE_PROTO;
 	}
-	sip_hop_ip(src, ip, sizeof ip, &port);
+	source_ip(src, ip, sizeof ip, &port);
 	sip_msg_via_set_received(m, ip, port);
 	bool is_ack = strcmp(method, "ACK") == 0;
 	if (sip_msg_validate(m, &why) != 0) {

@@ -68,7 +68,13 @@ static void touch(struct sip_msg *m)
 		sip_msg_header(m, names[i], 0);
 	for (int i = 0; i < sip_msg_record_route_count(m) && i < 4; i++)
 		sip_msg_record_route(m, i);
-	sip_msg_contact_uri(m);
+	const char *ctext;
+	size_t ctlen;
+	int cr = sip_msg_contact_text(m, &ctext, &ctlen);
+	if (sip_msg_contact_uri(m) && cr == PE_NOTFOUND)
+		abort(); /* osip found a Contact header that we did not */
+	if (cr == 0 && (ctlen < 2 || memcmp(ctext + ctlen - 2, "\r\n", 2) != 0))
+		abort();
 }
 
 /* serialise(parse(x)) parses again and keeps what identifies the message. */
@@ -162,14 +168,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (f.header_len > lim.max_header || f.body_len > lim.max_body ||
 			    f.header_len + f.body_len != f.len)
 				abort();
-			if (sip_msg_parse(data + off, f.len, &m) == 0) {
-				const uint8_t *b;
-				size_t n;
+			const uint8_t *t = memmem(data + off, size - off, "\r\n\r\n", 4);
+			if (!t || (size_t)(t - (data + off)) + 4 != f.header_len)
+				abort(); /* the frame ends at the first empty line */
+			struct sip_msg *fm = NULL;
+			int fr = sip_msg_parse_framed(data + off, f.header_len, f.len, &fm);
+			int pr = sip_msg_parse(data + off, f.len, &m);
+			if (fr != pr)
+				abort(); /* the framed parse is sip_msg_parse without a search */
+			if (pr == 0) {
+				const uint8_t *b, *fb;
+				size_t n, fn;
 				sip_msg_body(m, &b, &n);
-				if (n != f.body_len)
+				sip_msg_body(fm, &fb, &fn);
+				if (n != f.body_len || fn != n || (n && memcmp(b, fb, n) != 0))
 					abort(); /* framing and parsing agree on the body */
+				if (strcmp(sip_msg_call_id(m) ? sip_msg_call_id(m) : "",
+					   sip_msg_call_id(fm) ? sip_msg_call_id(fm) : "") != 0 ||
+				    sip_msg_via_count(m) != sip_msg_via_count(fm))
+					abort();
 				touch(m);
 				sip_msg_free(m);
+				sip_msg_free(fm);
 			} else {
 				sip_msg_parse_head(data + off, f.header_len, &m);
 				sip_msg_free(m);

@@ -154,6 +154,102 @@ static void test_uac_from_notify_and_matching(void **state)
 	sip_msg_free(nt);
 }
 
+/* Target refresh from a Contact's text: an unchanged text keeps the target without osip,
+ * any change (another URI, the same URI written differently, two Contacts, none) gives
+ * what the URI says, and a target changed behind the dialog's back is put right. */
+static struct sip_msg *notify_with(unsigned cseq, const char *contact_lines)
+{
+	char txt[2048];
+	snprintf(txt, sizeof txt,
+		 "NOTIFY sip:alice@127.0.0.60:5060 SIP/2.0\r\n"
+		 "Via: SIP/2.0/TCP 127.0.0.75:5090;branch=z9hG4bK-n%u\r\n"
+		 "From: <sip:bob@partner.test>;tag=theirs\r\n"
+		 "To: <sip:alice@corp.test>;tag=ours\r\n"
+		 "Call-ID: dlg-1@corp.test\r\n"
+		 "CSeq: %u NOTIFY\r\n"
+		 "%s"
+		 "Event: presence\r\n"
+		 "Subscription-State: active;expires=600\r\n\r\n",
+		 cseq, cseq, contact_lines);
+	return parse(txt);
+}
+
+static void test_target_refresh_by_text(void **state)
+{
+	(void)state;
+	struct sip_msg *req = parse(SUB), *nt = parse(NOTIFY);
+	struct sip_dialog d;
+	static const struct {
+		const char *lines, *target;
+	} steps[] = {
+	    {"Contact: <sip:bob@127.0.0.75:5090>\r\n", "sip:bob@127.0.0.75:5090"},
+	    {"Contact: <sip:bob@127.0.0.75:5090>\r\n", "sip:bob@127.0.0.75:5090"},
+	    {"Contact: <sip:bob@127.0.0.76:5090>\r\n", "sip:bob@127.0.0.76:5090"},
+	    {"Contact: <sip:bob@127.0.0.76:5090>\r\n", "sip:bob@127.0.0.76:5090"},
+	    {"Contact: <sip:bob@127.0.0.75:5090>\r\n", "sip:bob@127.0.0.75:5090"},
+	    {"Contact: \"Bob\" <sip:bob@127.0.0.75:5090>\r\n", "sip:bob@127.0.0.75:5090"},
+	    {"m: <sip:bob@127.0.0.77:5090;transport=tcp>\r\n",
+	     "sip:bob@127.0.0.77:5090;transport=tcp"},
+	    {"m: <sip:bob@127.0.0.77:5090;transport=tcp>\r\n",
+	     "sip:bob@127.0.0.77:5090;transport=tcp"},
+	    {"Contact: <sip:bob@127.0.0.78:5090>\r\nContact: <sip:x@127.0.0.79>\r\n",
+	     "sip:bob@127.0.0.78:5090"},
+	    {"", "sip:bob@127.0.0.78:5090"},
+	    {"Contact: <sip:bob@127.0.0.78:5090>\r\n", "sip:bob@127.0.0.78:5090"},
+	    {"Contact: <sip:bob@127.0.0.78:5090>\r\n", "sip:bob@127.0.0.78:5090"},
+	};
+	unsigned cseq = 5;
+	assert_int_equal(sip_dialog_init_uac(&d, req, nt), 0);
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		struct sip_msg *n = notify_with(++cseq, steps[i].lines);
+		assert_true(sip_dialog_matches(&d, n));
+		assert_int_equal(sip_dialog_on_request(&d, n), 0);
+		assert_string_equal(d.remote_target, steps[i].target);
+		sip_msg_free(n);
+	}
+	/* someone else set the target: the same Contact text still makes it the Contact's */
+	free(d.remote_target);
+	d.remote_target = strdup("sip:elsewhere@127.0.0.99");
+	struct sip_msg *n = notify_with(++cseq, "Contact: <sip:bob@127.0.0.78:5090>\r\n");
+	assert_int_equal(sip_dialog_on_request(&d, n), 0);
+	assert_string_equal(d.remote_target, "sip:bob@127.0.0.78:5090");
+	sip_msg_free(n);
+	/* a response (no usable text) refreshes through osip, as before */
+	struct sip_msg *ok = parse(OK);
+	assert_int_equal(sip_dialog_on_response(&d, ok), 0);
+	assert_string_equal(d.remote_target, "sip:bob@127.0.0.75:5090");
+	n = notify_with(++cseq, "Contact: <sip:bob@127.0.0.78:5090>\r\n");
+	assert_int_equal(sip_dialog_on_request(&d, n), 0);
+	assert_string_equal(d.remote_target, "sip:bob@127.0.0.78:5090");
+	sip_msg_free(n);
+	sip_msg_free(ok);
+	sip_dialog_deinit(&d);
+	assert_null(d.contact_text);
+	sip_msg_free(req);
+	sip_msg_free(nt);
+}
+
+/* Dialog keys: "call-id\nlocal-tag", bounded by the caller's buffer. */
+static void test_keys(void **state)
+{
+	(void)state;
+	struct sip_dialog d = {.call_id = "abc@x", .local_tag = "t1"};
+	char key[16];
+	assert_int_equal(sip_dialog_key(&d, key, sizeof key), 8);
+	assert_string_equal(key, "abc@x\nt1");
+	assert_int_equal(sip_dialog_key(&d, key, 9), 8);
+	assert_int_equal(sip_dialog_key(&d, key, 8), PE_TOOBIG);
+	d.local_tag = NULL;
+	assert_int_equal(sip_dialog_key(&d, key, sizeof key), PE_NOTFOUND);
+	struct sip_msg *nt = parse(NOTIFY);
+	char k2[64];
+	assert_int_equal(sip_dialog_key_of_request(nt, k2, sizeof k2), 20);
+	assert_string_equal(k2, "dlg-1@corp.test\nours");
+	assert_int_equal(sip_dialog_key_of_request(nt, k2, 20), PE_TOOBIG);
+	assert_int_equal(sip_dialog_key_of_request(nt, k2, 21), 20);
+	sip_msg_free(nt);
+}
+
 static void test_uas_and_strict_router(void **state)
 {
 	(void)state;
@@ -205,6 +301,8 @@ int main(void)
 	    cmocka_unit_test(test_uac_from_2xx),
 	    cmocka_unit_test(test_uac_from_notify_and_matching),
 	    cmocka_unit_test(test_uas_and_strict_router),
+	    cmocka_unit_test(test_target_refresh_by_text),
+	    cmocka_unit_test(test_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

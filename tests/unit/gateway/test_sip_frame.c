@@ -209,6 +209,45 @@ static void test_content_length_forms(void **state)
 	}
 }
 
+/* The header block ends at the first CR LF CR LF, whatever LFs and CRs come before it:
+ * the search goes from LF to LF, checked against memmem on tricky line endings. */
+static void test_terminator_search(void **state)
+{
+	(void)state;
+	static const char *const heads[] = {
+	    "OPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n",
+	    "OPTIONS sip:a SIP/2.0\r\nX: a\n\r\nl: 0\r\n\r\n",
+	    "OPTIONS sip:a SIP/2.0\r\nX: \n\n\r\r\n\rl: 0\r\n\r\n",
+	    "OPTIONS sip:a SIP/2.0\r\nX: \r\n\r\r\nl: 0\r\n\r\n",
+	    "OPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n\r\n",
+	    "OPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n\n",
+	};
+	char buf[256];
+	for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+		size_t n = strlen(heads[i]);
+		const char *e = memmem(heads[i], n, "\r\n\r\n", 4);
+		size_t hlen = (size_t)(e - heads[i]) + 4;
+		memcpy(buf, heads[i], n);
+		for (size_t len = 0; len <= n; len++) {
+			struct sip_frame_state fresh = {0};
+			struct sip_frame f;
+			int r = scan(buf, len, &fresh, 0, &f);
+			if (len < hlen) {
+				assert_int_equal(r, PE_NEEDMORE);
+				continue;
+			}
+			/* "X: a\n" has no Content-Length in the first block on purpose in two
+			 * cases: then the frame is refused, at the same header_len */
+			if (r < 0) {
+				assert_int_equal(r, PE_PROTO);
+			} else {
+				assert_int_equal(r, (int)hlen);
+			}
+			assert_int_equal(f.header_len, hlen);
+		}
+	}
+}
+
 static void test_bounds(void **state)
 {
 	(void)state;
@@ -249,6 +288,7 @@ int main(void)
 	    cmocka_unit_test(test_keepalive),
 	    cmocka_unit_test(test_content_length_forms),
 	    cmocka_unit_test(test_bounds),
+	    cmocka_unit_test(test_terminator_search),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

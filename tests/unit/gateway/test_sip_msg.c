@@ -480,6 +480,221 @@ static void test_lazy_response(void **state)
 	sip_msg_free(m);
 }
 
+/* Header text checks skip eight ordinary bytes at a time: a forbidden byte (a control
+ * character, DEL, a bare CR or LF) is refused at every offset, and allowed ones (tab,
+ * bytes above 0x7f) are not. */
+static void test_head_bytes_every_offset(void **state)
+{
+	(void)state;
+	static const char base[] = "OPTIONS sip:a@b SIP/2.0\r\n"
+				   "Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx\r\n"
+				   "From: <sip:a@b>;tag=1\r\n"
+				   "To: <sip:a@b>\r\n"
+				   "Call-ID: abcdefghijklmnop\r\n"
+				   "CSeq: 1 OPTIONS\r\n"
+				   "X-Pad: abcdefghijklmnopqrstuvwxyz0123456789\r\n\r\n";
+	const size_t n = sizeof base - 1;
+	struct sip_msg *m = NULL;
+	char buf[sizeof base];
+	assert_int_equal(sip_msg_parse(base, n, &m), 0);
+	sip_msg_free(m);
+	/* offsets inside header values (after "X-Pad: "): replace one byte */
+	const char *pad = strstr(base, "X-Pad: ") + 7;
+	size_t first = (size_t)(pad - base), last = first + 36;
+	static const unsigned char bad[] = {0x00, 0x01, 0x08, 0x0b, 0x1f, 0x7f, '\r', '\n'};
+	static const unsigned char good[] = {'\t', 0x80, 0xc3, 0xff, ' ', '~'};
+	for (size_t off = first; off < last; off++) {
+		for (size_t k = 0; k < sizeof bad; k++) {
+			memcpy(buf, base, n);
+			buf[off] = (char)bad[k];
+			m = NULL;
+			assert_int_equal(sip_msg_parse(buf, n, &m), PE_PROTO);
+			assert_null(m);
+		}
+		for (size_t k = 0; k < sizeof good; k++) {
+			memcpy(buf, base, n);
+			buf[off] = (char)good[k];
+			m = NULL;
+			assert_int_equal(sip_msg_parse(buf, n, &m), 0);
+			sip_msg_free(m);
+		}
+	}
+	/* a bare CR or LF anywhere in the start line and the other headers too */
+	for (size_t off = 1; off < first; off++) {
+		if (base[off] == '\r' || base[off] == '\n')
+			continue;
+		memcpy(buf, base, n);
+		buf[off] = '\n';
+		m = NULL;
+		assert_int_equal(sip_msg_parse(buf, n, &m), PE_PROTO);
+		memcpy(buf, base, n);
+		buf[off] = 0x7f;
+		assert_int_equal(sip_msg_parse(buf, n, &m), PE_PROTO);
+	}
+}
+
+/* sip_msg_parse_framed: the same message as sip_msg_parse; a wrong header length is
+ * searched for instead. */
+static void test_parse_framed(void **state)
+{
+	(void)state;
+	static const char msg[] = "MESSAGE sip:a@b SIP/2.0\r\n"
+				  "Via: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKx\r\n"
+				  "From: <sip:a@b>;tag=1\r\n"
+				  "To: <sip:a@b>\r\n"
+				  "Call-ID: c1\r\n"
+				  "CSeq: 1 MESSAGE\r\n"
+				  "Content-Type: text/plain\r\n"
+				  "Content-Length: 9\r\n\r\n"
+				  "\r\n\r\nhello";
+	const size_t n = sizeof msg - 1;
+	const size_t hlen = (size_t)(strstr(msg, "\r\n\r\n") - msg) + 4;
+	struct sip_msg *m = NULL;
+	const uint8_t *b;
+	size_t bl;
+	const size_t hls[] = {hlen, 0, 3, n + 1, hlen - 1, hlen + 1};
+	for (size_t i = 0; i < sizeof hls / sizeof hls[0]; i++) {
+		assert_int_equal(sip_msg_parse_framed(msg, hls[i], n, &m), 0);
+		sip_msg_body(m, &b, &bl);
+		assert_int_equal(bl, 9);
+		assert_memory_equal(b, "\r\n\r\nhello", 9);
+		assert_string_equal(sip_msg_call_id(m), "c1");
+		sip_msg_free(m);
+	}
+	assert_int_equal(sip_msg_parse_framed(msg, hlen, hlen + 3, &m), PE_PROTO);
+	assert_null(m);
+}
+
+/* sip_msg_contact_text: the one Contact header's text as received, or why not. */
+static void test_contact_text(void **state)
+{
+	(void)state;
+	static const char one[] = "NOTIFY sip:a@b SIP/2.0\r\n"
+				  "Via: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKx\r\n"
+				  "From: <sip:a@b>;tag=1\r\n"
+				  "To: <sip:a@b>;tag=2\r\n"
+				  "Call-ID: c1\r\n"
+				  "CSeq: 1 NOTIFY\r\n"
+				  "cOnTaCt : <sip:x@127.0.0.9:5070;transport=tcp>\r\n"
+				  "Event: presence\r\n\r\n";
+	struct sip_msg *m = NULL;
+	const char *t;
+	size_t tl;
+	char txt[1024];
+
+	assert_int_equal(sip_msg_parse(one, sizeof one - 1, &m), 0);
+	assert_int_equal(sip_msg_contact_text(m, &t, &tl), 0);
+	assert_int_equal(tl, strlen(" <sip:x@127.0.0.9:5070;transport=tcp>\r\n"));
+	assert_memory_equal(t, " <sip:x@127.0.0.9:5070;transport=tcp>\r\n", tl);
+	assert_string_equal(sip_msg_contact_uri(m), "sip:x@127.0.0.9:5070;transport=tcp");
+	/* a builder that may change the headers makes the text unusable */
+	assert_int_equal(sip_msg_set_contact(m, "<sip:y@127.0.0.9>"), 0);
+	assert_int_equal(sip_msg_contact_text(m, &t, &tl), PE_STATE);
+	sip_msg_free(m);
+
+	/* the compact form, white space kept as received */
+	snprintf(txt, sizeof txt, "%s", one);
+	char *c = strstr(txt, "cOnTaCt :");
+	memcpy(c, "m:       ", 9);
+	assert_int_equal(sip_msg_parse(txt, strlen(txt), &m), 0);
+	assert_int_equal(sip_msg_contact_text(m, &t, &tl), 0);
+	assert_int_equal(tl, strlen("        <sip:x@127.0.0.9:5070;transport=tcp>\r\n"));
+	assert_memory_equal(t, "        <sip:x@127.0.0.9:5070;transport=tcp>\r\n", tl);
+	sip_msg_free(m);
+
+	/* two Contact headers: no single text */
+	static const char two[] = "NOTIFY sip:a@b SIP/2.0\r\n"
+				  "Via: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKx\r\n"
+				  "From: <sip:a@b>;tag=1\r\n"
+				  "To: <sip:a@b>;tag=2\r\n"
+				  "Call-ID: c1\r\n"
+				  "CSeq: 1 NOTIFY\r\n"
+				  "Contact: <sip:x@127.0.0.9>\r\n"
+				  "m: <sip:z@c.d>\r\n\r\n";
+	assert_int_equal(sip_msg_parse(two, sizeof two - 1, &m), 0);
+	assert_int_equal(sip_msg_contact_text(m, &t, &tl), PE_STATE);
+	sip_msg_free(m);
+
+	/* none */
+	snprintf(txt, sizeof txt, "%s", one);
+	c = strstr(txt, "cOnTaCt");
+	memmove(c, strstr(c, "\r\n") + 2, strlen(strstr(c, "\r\n") + 2) + 1);
+	assert_int_equal(sip_msg_parse(txt, strlen(txt), &m), 0);
+	assert_int_equal(sip_msg_contact_text(m, &t, &tl), PE_NOTFOUND);
+	assert_null(sip_msg_contact_uri(m));
+	sip_msg_free(m);
+
+	/* a response (parsed lazily) or a built request has no such text */
+	static const char resp[] = "SIP/2.0 200 OK\r\n"
+				   "Via: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKx\r\n"
+				   "From: <sip:a@b>;tag=1\r\n"
+				   "To: <sip:a@b>;tag=2\r\n"
+				   "Call-ID: c1\r\n"
+				   "CSeq: 1 NOTIFY\r\n"
+				   "Contact: <sip:x@127.0.0.9>\r\n\r\n";
+	assert_int_equal(sip_msg_parse(resp, sizeof resp - 1, &m), 0);
+	assert_int_equal(sip_msg_contact_text(m, &t, &tl), PE_STATE);
+	sip_msg_free(m);
+	m = sip_msg_new_request("NOTIFY", "sip:a@b");
+	assert_non_null(m);
+	assert_int_equal(sip_msg_contact_text(m, &t, &tl), PE_STATE);
+	sip_msg_free(m);
+}
+
+/* Tags and the top branch are looked up once for a received request; a builder that
+ * changes them is seen at once, and received/rport leave the branch alone. */
+static void test_seen_fields_follow_builders(void **state)
+{
+	(void)state;
+	static const char req[] = "NOTIFY sip:a@b SIP/2.0\r\n"
+				  "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKtop;rport\r\n"
+				  "Via: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKsecond\r\n"
+				  "From: <sip:a@b>;tag=ft\r\n"
+				  "To: <sip:c@d>;tag=tt\r\n"
+				  "Call-ID: c1\r\n"
+				  "CSeq: 1 NOTIFY\r\n\r\n";
+	struct sip_msg *m = NULL;
+	assert_int_equal(sip_msg_parse(req, sizeof req - 1, &m), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_string_equal(sip_msg_from_tag(m), "ft");
+		assert_string_equal(sip_msg_to_tag(m), "tt");
+		assert_string_equal(sip_msg_via_branch(m, 0), "z9hG4bKtop");
+		assert_string_equal(sip_msg_via_branch(m, 1), "z9hG4bKsecond");
+	}
+	assert_int_equal(sip_msg_via_set_received(m, "192.0.2.1", 40000), 0);
+	assert_string_equal(sip_msg_via_branch(m, 0), "z9hG4bKtop");
+	assert_int_equal(sip_msg_via_set_received(m, "192.0.2.2", 40001), 0);
+	assert_string_equal(sip_msg_via_branch(m, 0), "z9hG4bKtop");
+	assert_string_equal(sip_msg_to_tag(m), "tt");
+	assert_int_equal(sip_msg_set_to_tag(m, "new"), 0);
+	assert_string_equal(sip_msg_to_tag(m), "new");
+	assert_int_equal(sip_msg_set_from(m, "sip:x@y", "f2"), 0);
+	assert_string_equal(sip_msg_from_tag(m), "f2");
+	assert_int_equal(sip_msg_pop_via(m), 0);
+	assert_string_equal(sip_msg_via_branch(m, 0), "z9hG4bKsecond");
+	sip_msg_free(m);
+
+	/* no tags at all: NULL, also the second time */
+	static const char notag[] = "OPTIONS sip:a@b SIP/2.0\r\n"
+				    "Via: SIP/2.0/UDP 10.0.0.1:5070\r\n"
+				    "From: <sip:a@b>\r\n"
+				    "To: <sip:c@d>\r\n"
+				    "Call-ID: c1\r\n"
+				    "CSeq: 1 OPTIONS\r\n\r\n";
+	assert_int_equal(sip_msg_parse(notag, sizeof notag - 1, &m), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_null(sip_msg_from_tag(m));
+		assert_null(sip_msg_to_tag(m));
+		assert_null(sip_msg_via_branch(m, 0));
+	}
+	assert_int_equal(sip_msg_set_to_tag(m, "t9"), 0);
+	assert_string_equal(sip_msg_to_tag(m), "t9");
+	assert_int_equal(sip_msg_push_via(m, SIP_PROTO_UDP, "127.0.0.1:5060", "z9hG4bKp", false),
+			 0);
+	assert_string_equal(sip_msg_via_branch(m, 0), "z9hG4bKp");
+	sip_msg_free(m);
+}
+
 static void test_uri(void **state)
 {
 	(void)state;
@@ -532,6 +747,10 @@ int main(void)
 	    cmocka_unit_test(test_random_token),
 	    cmocka_unit_test(test_uri),
 	    cmocka_unit_test(test_lazy_response),
+	    cmocka_unit_test(test_head_bytes_every_offset),
+	    cmocka_unit_test(test_parse_framed),
+	    cmocka_unit_test(test_contact_text),
+	    cmocka_unit_test(test_seen_fields_follow_builders),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,6 +121,58 @@ static const struct rcase cases[] = {
      "Call-ID: v6@x\r\n"
      "CSeq: 2 OPTIONS\r\n\r\n",
      200, NULL, "t7", "::1", 6000, "t7", 1, 0},
+    {"quoted Via parameter holding ; , and rport=: the quoted span is skipped whole",
+     "OPTIONS sip:gw@127.0.0.72 SIP/2.0\r\n"
+     "Via: SIP/2.0/UDP 192.0.2.1:5060;x=\"a;rport=9, b\\\"c\";branch=z9hG4bK-qv;rport\r\n"
+     "From: <sip:bob@corp.test>;tag=ff\r\n"
+     "To: <sip:gw@127.0.0.72>\r\n"
+     "Call-ID: qv@x\r\n"
+     "CSeq: 1 OPTIONS\r\n\r\n",
+     200, NULL, "t10", "127.0.0.5", 5099, "t10", 1, 0},
+    {"more header lines than are recorded (15 Vias, 2 Record-Routes, From..CSeq): the text is "
+     "walked",
+     "SUBSCRIBE sip:bob@partner.test SIP/2.0\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-many1\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK-many2\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.3;branch=z9hG4bK-many3\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.4;branch=z9hG4bK-many4\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK-many5\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.6;branch=z9hG4bK-many6\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bK-many7\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.8;branch=z9hG4bK-many8\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-many9\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.10;branch=z9hG4bK-many10\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.11;branch=z9hG4bK-many11\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.12;branch=z9hG4bK-many12\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.13;branch=z9hG4bK-many13\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.14;branch=z9hG4bK-many14\r\n"
+     "Via: SIP/2.0/UDP 10.0.0.15;branch=z9hG4bK-many15\r\n"
+     "Record-Route: <sip:127.0.0.70;lr>\r\n"
+     "From: <sip:alice@corp.test>;tag=fm\r\n"
+     "To: <sip:bob@partner.test>\r\n"
+     "Record-Route: <sip:127.0.0.71;lr>\r\n"
+     "Call-ID: many@x\r\n"
+     "CSeq: 1 SUBSCRIBE\r\n\r\n",
+     200, NULL, "t11", "127.0.0.5", 5099, "t11", 15, 2},
+    {"exactly as many lines as are recorded (12 Vias, From..CSeq)",
+     "NOTIFY sip:bob@partner.test SIP/2.0\r\n"
+     "v: SIP/2.0/TCP 10.0.1.1:5060;branch=z9hG4bK-ex1\r\n"
+     "v: SIP/2.0/TCP 10.0.1.2:5060;branch=z9hG4bK-ex2\r\n"
+     "v: SIP/2.0/TCP 10.0.1.3:5060;branch=z9hG4bK-ex3\r\n"
+     "v: SIP/2.0/TCP 10.0.1.4:5060;branch=z9hG4bK-ex4\r\n"
+     "v: SIP/2.0/TCP 10.0.1.5:5060;branch=z9hG4bK-ex5\r\n"
+     "v: SIP/2.0/TCP 10.0.1.6:5060;branch=z9hG4bK-ex6\r\n"
+     "v: SIP/2.0/TCP 10.0.1.7:5060;branch=z9hG4bK-ex7\r\n"
+     "v: SIP/2.0/TCP 10.0.1.8:5060;branch=z9hG4bK-ex8\r\n"
+     "v: SIP/2.0/TCP 10.0.1.9:5060;branch=z9hG4bK-ex9\r\n"
+     "v: SIP/2.0/TCP 10.0.1.10:5060;branch=z9hG4bK-ex10\r\n"
+     "v: SIP/2.0/TCP 10.0.1.11:5060;branch=z9hG4bK-ex11\r\n"
+     "v: SIP/2.0/TCP 10.0.1.12:5060;branch=z9hG4bK-ex12\r\n"
+     "f: <sip:alice@corp.test>;tag=fe\r\n"
+     "t: <sip:bob@partner.test>;tag=te\r\n"
+     "i: exact@x\r\n"
+     "CSeq: 4 NOTIFY\r\n\r\n",
+     200, NULL, "t12", NULL, 0, "te", 12, 0},
     {"100 Trying gets no tag",
      "OPTIONS sip:gw@127.0.0.72 SIP/2.0\r\n"
      "Via: SIP/2.0/UDP 127.0.0.73;branch=z9hG4bK-100\r\n"

@@ -424,6 +424,50 @@ static void test_server_rport_and_tcp(void **state)
 	assert_int_equal(sip_txn_stats(f->l)->server_total, 1); /* only the UDP one lingers */
 }
 
+/* received= carries the source address as inet_ntop writes it (one-, two- and three-digit
+ * octets, IPv6), and is left out when the Via already names that address. */
+static void test_server_received_forms(void **state)
+{
+	struct fix *f = *state;
+	static const struct {
+		const char *src, *via_host, *want; /* want NULL: no received */
+	} cases[] = {
+	    {"0.0.0.0", "10.9.9.9", "0.0.0.0"},
+	    {"1.2.3.4", "10.9.9.9", "1.2.3.4"},
+	    {"10.99.100.255", "10.9.9.9", "10.99.100.255"},
+	    {"255.255.255.255", "10.9.9.9", "255.255.255.255"},
+	    {"192.168.7.9", "192.168.7.9", NULL},
+	    {"127.0.0.1", "127.0.0.10", "127.0.0.1"},
+	    {"::1", "10.9.9.9", "::1"},
+	    {"2001:db8::7", "[2001:db8::7]", NULL}, /* osip's Via host has no brackets */
+	};
+	f->auto_answer = 200;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct sip_hop src;
+		char txt[1024];
+		struct sip_msg *m;
+		assert_int_equal(sip_hop_set(&src, SIP_PROTO_UDP, cases[i].src, 40000), 0);
+		snprintf(txt, sizeof txt,
+			 "OPTIONS sip:bob@corp.test SIP/2.0\r\n"
+			 "Via: SIP/2.0/UDP %s:5070;branch=z9hG4bKrf%zu\r\n"
+			 "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: rf%zu\r\n"
+			 "CSeq: 1 OPTIONS\r\n\r\n",
+			 cases[i].via_host, i, i);
+		assert_int_equal(sip_msg_parse(txt, strlen(txt), &m), 0);
+		int before = f->nsent;
+		assert_int_equal(sip_txn_input(f->l, m, &src), 0);
+		assert_int_equal(f->nsent, before + 1);
+		const char *rcv = NULL;
+		sip_msg_via_top(f->sent[before].m, NULL, NULL, NULL, &rcv, NULL);
+		if (cases[i].want) {
+			assert_non_null(rcv);
+			assert_string_equal(rcv, cases[i].want);
+		} else {
+			assert_null(rcv);
+		}
+	}
+}
+
 static void test_server_loop_bad_ack_cancel(void **state)
 {
 	struct fix *f = *state;
@@ -589,6 +633,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_client_abandon_and_stray, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_udp, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_rport_and_tcp, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_server_received_forms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_loop_bad_ack_cancel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_provisional_then_final, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counters_by_method_and_class, setup, teardown),
