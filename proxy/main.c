@@ -68,7 +68,8 @@ struct px_metrics {
 	int64_t *link_window_depth, *link_gateways_up, *policy_generation;
 	uint64_t *in_accepted, *in_auth_external, *in_auth_dialback, *in_stream_errors;
 	uint64_t *in_refused_limit, *in_stanzas[4];
-	uint64_t *in_bounced_congested, *in_bounced_too_large;
+	uint64_t *in_bounced_congested, *in_bounced_too_large, *in_held_total, *in_lost;
+	int64_t *in_held;
 	uint64_t *out_opened, *out_auth_external, *out_auth_dialback, *out_attempts;
 	uint64_t *out_submitted, *out_delivered, *out_bounced, *out_stanzas[4];
 	uint64_t *verify_sent, *verify_valid, *verify_invalid;
@@ -127,6 +128,7 @@ static void reload_s2s_settings(struct s2s_conf *cur, struct s2s_conf *next)
 	cur->max_per_ip = next->max_per_ip;
 	cur->rate_limit = next->rate_limit;
 	cur->stream_management = next->stream_management;
+	cur->link_wait_ms = next->link_wait_ms; /* read when a stanza is held */
 	t = cur->cert, cur->cert = next->cert, next->cert = t;
 	t = cur->key, cur->key = next->key, next->key = t;
 	t = cur->ca, cur->ca = next->ca, next->ca = t;
@@ -369,6 +371,18 @@ static void metrics_setup(struct proxy *p)
 						  "condition=\"resource-constraint\"");
 	x->in_bounced_too_large =
 	    metrics_counter(m, "parley_s2s_in_bounces_total", ib, "condition=\"policy-violation\"");
+	x->in_held = metrics_gauge(m, "parley_s2s_in_held_stanzas",
+				   "stanzas from partners read while the gateway link was full, "
+				   "held now for it ([s2s] link_wait)",
+				   NULL);
+	x->in_held_total = metrics_counter(m, "parley_s2s_in_held_total",
+					   "stanzas from partners held for a full gateway link "
+					   "instead of being bounced at once",
+					   NULL);
+	x->in_lost = metrics_counter(m, "parley_s2s_in_lost_total",
+				     "held stanzas lost because their connection closed before the "
+				     "link had room (logged as event=s2s_in_lost)",
+				     NULL);
 	x->out_attempts = metrics_counter(m, "parley_s2s_out_connect_attempts_total",
 					  "outbound TCP connection attempts", NULL);
 	const char *oc = "stanzas toward partners, by outcome";
@@ -441,6 +455,9 @@ static void metrics_collect(void *arg)
 		*x->in_refused_limit = s->refused_limit;
 		*x->in_bounced_congested = s->bounced_congested;
 		*x->in_bounced_too_large = s->bounced_too_large;
+		*x->in_held = (int64_t)s->held_now;
+		*x->in_held_total = s->held;
+		*x->in_lost = s->held_lost;
 		for (int k = 1; k < 4; k++)
 			*x->in_stanzas[k] = s->stanzas_in_kind[k];
 		s2s_foreach_session(p->s2s, count_conn, p);

@@ -79,6 +79,11 @@ struct s2s_in {
 	uint64_t *sm_seq;
 	size_t sm_head, sm_len, sm_cap;
 	uint64_t sm_h;
+	/* stanzas read while the link was full, oldest first (see "stanzas held") */
+	struct s2s_held *held_head, **held_tail;
+	size_t held_n, held_bytes;
+	uv_timer_t hold_timer; /* the oldest held stanza's link_wait */
+	bool close_pending;    /* the partner closed its stream behind held stanzas */
 	struct buf out;
 };
 
@@ -185,6 +190,7 @@ static void send_header(struct s2s_in *in)
 }
 
 static void in_close(struct s2s_in *in, int reason);
+static void hold_bounce_one(struct s2s_in *in);
 
 /* Sends a stream error (with a header first if none went out) and closes. */
 static void stream_error(struct s2s_in *in, enum xs_cond cond, enum xs_app app, const char *text)
@@ -197,6 +203,9 @@ static void stream_error(struct s2s_in *in, enum xs_cond cond, enum xs_app app, 
 		 xs_cond_name(cond), log_escape(esc, sizeof esc, text ? text : "", text ? strlen(text) : 0));
 	in->srv->stats.stream_errors++;
 	send_header(in);
+	/* held stanzas are answered while the stream can still carry the answers */
+	while (in->held_head)
+		hold_bounce_one(in);
 	struct xs_error e = {.cond = cond, .app = app, .text = text ? text : ""};
 	xs_write_stream_error(&in->out, &e);
 	out_str(in, "</stream:stream>");
@@ -450,19 +459,44 @@ static void pause_for_link(struct s2s_in *in)
 	}
 }
 
+/* What a refusal needs to know of a stanza: taken from the parsed element when it is
+ * refused at once, from its packed link Stanza when it was held first. */
+struct refused {
+	const char *kind; /* element name: message, presence or iq */
+	const char *from, *to, *id, *type;
+};
+
+static struct refused refused_from_elem(const struct xs_elem *el, const char *from, const char *to)
+{
+	return (struct refused){.kind = el->name.p,
+				.from = from,
+				.to = to,
+				.id = xs_elem_attr(el, NULL, "id"),
+				.type = xs_elem_attr(el, NULL, "type")};
+}
+
+static struct refused refused_from_link(const Parley__Link__Stanza *st)
+{
+	static const char *const kinds[4] = {"message", "message", "presence", "iq"};
+	return (struct refused){.kind = kinds[(unsigned)st->kind & 3u],
+				.from = st->from ? st->from : "",
+				.to = st->to ? st->to : "",
+				.id = st->id,
+				.type = st->type};
+}
+
 /* Answers a stanza we cannot pass on with an error, as RFC 6120 §8.3 requires (never for
  * an error stanza). */
-static void bounce_stanza(struct s2s_in *in, const struct xs_elem *el, const char *type,
+static void bounce_stanza(struct s2s_in *in, const struct refused *rf, const char *type,
 			  const char *cond, const char *text)
 {
-	const char *t = xs_elem_attr(el, NULL, "type");
-	if (t && strcmp(t, "error") == 0)
+	if (rf->type && strcmp(rf->type, "error") == 0)
 		return;
 	out_str(in, "<");
-	out_str(in, el->name.p);
-	out_attr(in, "from", xs_elem_attr(el, NULL, "to"));
-	out_attr(in, "to", xs_elem_attr(el, NULL, "from"));
-	out_attr(in, "id", xs_elem_attr(el, NULL, "id"));
+	out_str(in, rf->kind);
+	out_attr(in, "from", rf->to);
+	out_attr(in, "to", rf->from);
+	out_attr(in, "id", rf->id);
 	out_str(in, " type='error'><error type='");
 	out_str(in, type);
 	out_str(in, "'><");
@@ -470,7 +504,7 @@ static void bounce_stanza(struct s2s_in *in, const struct xs_elem *el, const cha
 	out_str(in, " xmlns='" NS_STANZAS "'/><text xmlns='" NS_STANZAS "'>");
 	out_str(in, text);
 	out_str(in, "</text></error></");
-	out_str(in, el->name.p);
+	out_str(in, rf->kind);
 	out_str(in, ">");
 	out_flush(in);
 }
@@ -478,13 +512,10 @@ static void bounce_stanza(struct s2s_in *in, const struct xs_elem *el, const cha
 /* A stanza the link refused is never silently dropped: the partner hears why (RFC 6120
  * §8.3) and operators see each one, counted by condition. An error stanza is not answered
  * (it would loop) but still counted and logged, with answered=0. */
-static void refuse_stanza(struct s2s_in *in, const struct xs_elem *el, const char *from,
-			  const char *to, bool too_large)
+static void refuse_stanza(struct s2s_in *in, const struct refused *rf, bool too_large)
 {
 	const char *cond = too_large ? "policy-violation" : "resource-constraint";
-	const char *id = xs_elem_attr(el, NULL, "id");
-	const char *type = xs_elem_attr(el, NULL, "type");
-	bool answered = !(type && strcmp(type, "error") == 0);
+	bool answered = !(rf->type && strcmp(rf->type, "error") == 0);
 	if (too_large)
 		in->srv->stats.bounced_too_large++;
 	else
@@ -492,13 +523,173 @@ static void refuse_stanza(struct s2s_in *in, const struct xs_elem *el, const cha
 	char ek[32], ef[160], et[160], ei[96];
 	log_warn(in->id, "s2s_in_bounce",
 		 "peer=%s domain=%s kind=%s from=%s to=%s id=%s cond=%s answered=%d", in->ip,
-		 in->from, log_escape(ek, sizeof ek, el->name.p, el->name.n),
-		 log_escape(ef, sizeof ef, from, strlen(from)),
-		 log_escape(et, sizeof et, to, strlen(to)),
-		 id ? log_escape(ei, sizeof ei, id, strlen(id)) : "-", cond, answered ? 1 : 0);
-	bounce_stanza(in, el, too_large ? "modify" : "wait", cond,
+		 in->from, log_escape(ek, sizeof ek, rf->kind, strlen(rf->kind)),
+		 log_escape(ef, sizeof ef, rf->from, strlen(rf->from)),
+		 log_escape(et, sizeof et, rf->to, strlen(rf->to)),
+		 rf->id ? log_escape(ei, sizeof ei, rf->id, strlen(rf->id)) : "-", cond,
+		 answered ? 1 : 0);
+	bounce_stanza(in, rf, too_large ? "modify" : "wait", cond,
 		      too_large ? "stanza too large for the gateway link"
 				: "gateway link congested, try again");
+}
+
+/* ---- stanzas held for the link ----
+ *
+ * Reading pauses when the link's window fills, but the stanzas of the read in progress (up
+ * to 64 KB) are already parsed. The link takes up to twice its window; what comes past that
+ * is kept here, packed, in arrival order, and handed to the link when it has room again,
+ * before reading resumes. Only a stanza that waits longer than [s2s] link_wait (the
+ * gateway is not acknowledging) or would push the stream's held bytes past HOLD_MAX_BYTES
+ * is bounced with <resource-constraint/>. Nothing newer overtakes what is held, so the
+ * link sees a stream's stanzas in order and XEP-0198 counts them in that order. */
+
+#define HOLD_MAX_BYTES (256u * 1024u)
+
+static void on_hold_timer(uv_timer_t *t);
+
+struct s2s_held {
+	struct s2s_held *next;
+	uint64_t t_ms; /* when it was held (loop time) */
+	size_t len;
+	uint8_t data[]; /* the packed link Stanza */
+};
+
+static void hold_arm(struct s2s_in *in)
+{
+	uint64_t due = in->held_head->t_ms + in->srv->conf->link_wait_ms, now = now_ms(in->srv);
+	uv_timer_start(&in->hold_timer, on_hold_timer, due > now ? due - now : 0, 0);
+}
+
+/* Returns false (nothing kept) if the stream's held bytes would pass HOLD_MAX_BYTES. */
+static bool hold_stanza(struct s2s_in *in, const Parley__Link__Stanza *st)
+{
+	struct s2s *s = in->srv;
+	size_t len = parley__link__stanza__get_packed_size(st);
+	if (in->held_bytes + len > HOLD_MAX_BYTES)
+		return false;
+	struct s2s_held *h = malloc(sizeof *h + len);
+	if (!h)
+		abort();
+	h->next = NULL;
+	h->t_ms = now_ms(s);
+	h->len = parley__link__stanza__pack(st, h->data);
+	*in->held_tail = h;
+	in->held_tail = &h->next;
+	in->held_n++;
+	in->held_bytes += h->len;
+	s->stats.held++;
+	s->stats.held_now++;
+	if (in->held_n == 1)
+		hold_arm(in);
+	return true;
+}
+
+/* Takes the oldest held stanza off the queue and unpacks it; free with
+ * parley__link__stanza__free_unpacked. */
+static Parley__Link__Stanza *hold_pop(struct s2s_in *in)
+{
+	struct s2s_held *h = in->held_head;
+	in->held_head = h->next;
+	if (!in->held_head) {
+		in->held_tail = &in->held_head;
+		uv_timer_stop(&in->hold_timer);
+	}
+	in->held_n--;
+	in->held_bytes -= h->len;
+	in->srv->stats.held_now--;
+	/* our own packing: unpacking fails only when memory does */
+	Parley__Link__Stanza *st = parley__link__stanza__unpack(NULL, h->len, h->data);
+	if (!st)
+		abort();
+	free(h);
+	return st;
+}
+
+/* Bounces the oldest held stanza with <resource-constraint/> (or drops it, counted, if it
+ * is an error stanza). */
+static void hold_bounce_one(struct s2s_in *in)
+{
+	Parley__Link__Stanza *st = hold_pop(in);
+	struct refused rf = refused_from_link(st);
+	refuse_stanza(in, &rf, false);
+	sm_push(in, 0);
+	parley__link__stanza__free_unpacked(st, NULL);
+}
+
+/* The connection is gone: held stanzas can be neither passed on nor answered. */
+static void hold_lose_all(struct s2s_in *in, const char *why)
+{
+	size_t n = in->held_n;
+	if (!n)
+		return;
+	while (in->held_head) {
+		struct s2s_held *h = in->held_head;
+		in->held_head = h->next;
+		free(h);
+	}
+	in->held_tail = &in->held_head;
+	in->held_n = in->held_bytes = 0;
+	in->srv->stats.held_now -= n;
+	in->srv->stats.held_lost += n;
+	log_warn(in->id, "s2s_in_lost", "peer=%s domain=%s count=%zu why=\"%s\"", in->ip,
+		 in->from[0] ? in->from : "-", n, why);
+}
+
+/* Hands held stanzas to the link, oldest first, while its window has room. A frame too
+ * large for the link is refused with <policy-violation/> as when it is not held. */
+static void hold_drain(struct s2s_in *in)
+{
+	struct s2s *s = in->srv;
+	while (in->held_head && !link_out_full(s->out)) {
+		Parley__Link__Stanza *st = hold_pop(in);
+		Parley__Link__Frame f = PARLEY__LINK__FRAME__INIT;
+		f.body_case = PARLEY__LINK__FRAME__BODY_STANZA;
+		f.stanza = st;
+		int r = link_out_send(s->out, &f);
+		if (r == 0) {
+			sm_push(in, f.seq);
+		} else {
+			/* PE_FULL cannot happen below the window; refuse rather than reorder */
+			struct refused rf = refused_from_link(st);
+			refuse_stanza(in, &rf, r == PE_TOOBIG);
+			sm_push(in, 0);
+		}
+		parley__link__stanza__free_unpacked(st, NULL);
+	}
+}
+
+static void close_stream(struct s2s_in *in);
+
+/* Nothing is held any more: a close the partner asked for while stanzas were held
+ * happens now, after they went to the link or were answered. */
+static void hold_empty(struct s2s_in *in)
+{
+	if (in->close_pending && in->state != IN_CLOSING)
+		close_stream(in);
+}
+
+/* The oldest held stanzas waited link_wait: the gateway is not taking them. Each is
+ * answered now; the stream stays paused until the link has room. */
+static void on_hold_timer(uv_timer_t *t)
+{
+	struct s2s_in *in = t->data;
+	if (in->state == IN_CLOSING || !in->held_head)
+		return;
+	uint64_t now = now_ms(in->srv), wait = in->srv->conf->link_wait_ms;
+	size_t n = 0;
+	while (in->held_head && now - in->held_head->t_ms >= wait) {
+		hold_bounce_one(in);
+		n++;
+	}
+	if (n)
+		log_info(in->id, "s2s_in_hold_expired", "peer=%s domain=%s bounced=%zu held=%zu",
+			 in->ip, in->from, n, in->held_n);
+	if (in->on_alist && sm_advance(in))
+		sm_send_a(in); /* the partner asked: those bounced count as handled */
+	if (in->held_head)
+		hold_arm(in);
+	else
+		hold_empty(in);
 }
 
 static void handle_stanza(struct s2s_in *in, const struct xs_elem *el)
@@ -546,14 +737,18 @@ static void handle_stanza(struct s2s_in *in, const struct xs_elem *el)
 	st.ref = ((uint64_t)in->id << 32) | (in->stanzas & 0xffffffffu);
 	f.body_case = PARLEY__LINK__FRAME__BODY_STANZA;
 	f.stanza = &st;
-	int r = link_out_send(s->out, &f);
 	in->stanzas++;
 	s->stats.stanzas_in++;
 	s->stats.stanzas_in_kind[(unsigned)st.kind & 3u]++;
+	/* Behind held stanzas a new one waits its turn, whatever room the link has. */
+	int r = in->held_head ? PE_FULL : link_out_send(s->out, &f);
 	if (r == 0) {
 		sm_push(in, f.seq);
+	} else if (r == PE_FULL && hold_stanza(in, &st)) {
+		pause_for_link(in);
 	} else {
-		refuse_stanza(in, el, from, to, r == PE_TOOBIG);
+		struct refused rf = refused_from_elem(el, from, to);
+		refuse_stanza(in, &rf, r == PE_TOOBIG);
 		sm_push(in, 0);
 	}
 	if (link_out_full(s->out))
@@ -647,7 +842,7 @@ static void handle_sm(struct s2s_in *in, const struct xs_elem *el)
 	} else if (strcmp(n, "r") == 0 && in->sm) {
 		sm_advance(in);
 		sm_send_a(in);
-		if (in->sm_len)
+		if (in->sm_len || in->held_head)
 			owe_a(in); /* tell it again when the gateway catches up */
 	} else if (strcmp(n, "a") == 0 && in->sm) {
 		/* we send no stanzas on an inbound stream: nothing to release */
@@ -809,17 +1004,29 @@ static void on_stanza(void *ud, const struct xs_stanza *xst)
 		     in->state == IN_AUTHED ? "unexpected element" : "authenticate first");
 }
 
-static void on_xs_close(void *ud)
+/* Ends the stream from our side after the partner ended its own. */
+static void close_stream(struct s2s_in *in)
 {
-	struct s2s_in *in = ud;
-	if (in->state == IN_CLOSING)
-		return;
 	log_info(in->id, "s2s_close", "peer=%s domain=%s stanzas=%llu", in->ip,
 		 in->from[0] ? in->from : "-", (unsigned long long)in->stanzas);
 	send_header(in);
 	out_str(in, "</stream:stream>");
 	out_flush(in);
 	in_close(in, 0);
+}
+
+static void on_xs_close(void *ud)
+{
+	struct s2s_in *in = ud;
+	if (in->state == IN_CLOSING)
+		return;
+	if (in->held_head) {
+		/* Stanzas before the close still go to the link (or are answered) first;
+		 * reading is paused, so nothing follows. */
+		in->close_pending = true;
+		return;
+	}
+	close_stream(in);
 }
 
 static void on_xs_error(void *ud, const struct xs_error *e)
@@ -906,7 +1113,8 @@ static void on_timer(uv_timer_t *t)
 			     "stream not established in time");
 		return;
 	}
-	if (in->state == IN_AUTHED && now - in->last_rx_ms >= idle) {
+	/* a stream holding stanzas is not idle: it waits for the link */
+	if (in->state == IN_AUTHED && !in->held_head && now - in->last_rx_ms >= idle) {
 		log_info(in->id, "s2s_idle", "peer=%s domain=%s", in->ip, in->from);
 		send_header(in);
 		out_str(in, "</stream:stream>");
@@ -970,12 +1178,14 @@ static void on_close(struct net_conn *c, int reason)
 		unlink_list(&s->owed_a, in, offsetof(struct s2s_in, anext));
 	if (in->db_pending)
 		s2s_out_verify_cancel(s->db_out, in);
+	hold_lose_all(in, reason ? pe_strerror(reason) : "connection closed");
 	counter_dec(s->ips, &s->nips, in->ip);
 	if (in->counted_partner)
 		counter_dec(s->partners, &s->npartners, in->partner->domain);
 	in->conn_gone = true;
 	uv_close((uv_handle_t *)&in->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&in->rate_timer, on_handle_closed);
+	uv_close((uv_handle_t *)&in->hold_timer, on_handle_closed);
 }
 
 static const struct net_conn_cbs in_cbs = {
@@ -1021,8 +1231,10 @@ static void accept_stream(struct s2s *s, struct net_conn *c, bool direct)
 	in->tokens = (double)s->conf->rate_limit;
 	uv_timer_init(s->loop, &in->timer);
 	uv_timer_init(s->loop, &in->rate_timer);
-	in->timer.data = in->rate_timer.data = in;
-	in->handles = 2;
+	uv_timer_init(s->loop, &in->hold_timer);
+	in->timer.data = in->rate_timer.data = in->hold_timer.data = in;
+	in->handles = 3;
+	in->held_tail = &in->held_head;
 	uv_timer_start(&in->timer, on_timer, 1000, 1000);
 	in->next = s->streams;
 	if (s->streams)
@@ -1247,6 +1459,8 @@ static void on_policy_wait_over(uv_timer_t *t)
 	}
 }
 
+/* Held stanzas go first, stream by stream; a stream reads again only once it holds
+ * nothing and the link is below its window (if it fills again, on_room comes again). */
 void s2s_link_room(struct s2s *s)
 {
 	struct s2s_in *in = s->paused;
@@ -1255,7 +1469,15 @@ void s2s_link_room(struct s2s *s)
 		struct s2s_in *next = in->pnext;
 		in->on_plist = false;
 		in->paused_link = false;
-		in_maybe_resume(in);
+		if (in->state != IN_CLOSING) {
+			hold_drain(in);
+			if (in->held_head || link_out_full(s->out)) {
+				pause_for_link(in);
+			} else {
+				hold_empty(in);
+				in_maybe_resume(in);
+			}
+		}
 		in = next;
 	}
 }
@@ -1267,7 +1489,7 @@ void s2s_link_acked(struct s2s *s)
 		struct s2s_in *in = *pp;
 		if (sm_advance(in) && in->state == IN_AUTHED)
 			sm_send_a(in);
-		if (in->sm_len == 0) {
+		if (in->sm_len == 0 && !in->held_head) {
 			*pp = in->anext;
 			in->on_alist = false;
 		} else {
@@ -1318,6 +1540,7 @@ void s2s_foreach_session(const struct s2s *s, s2s_session_cb cb, void *arg)
 		    .sm = in->sm,
 		    .age_ms = now - in->started_ms,
 		    .stanzas = in->stanzas,
+		    .queued = in->held_n,
 		};
 		cb(arg, &si);
 	}

@@ -23,6 +23,7 @@ struct s2s_conf {
 	uint64_t rate_limit;            /* bytes/s read per connection; 0 = none */
 	bool stream_management;         /* offer XEP-0198 after authentication */
 	uint64_t policy_wait_ms;        /* hold early streams this long for a first policy */
+	uint64_t link_wait_ms;          /* a stanza read while the link is full waits this long */
 };
 
 #define S2S_CONF_OPTIONS(T, m)                                                                     \
@@ -44,7 +45,11 @@ struct s2s_conf {
 	 true, false, NULL, "offer XEP-0198 to authenticated partners"},                           \
 	{"s2s", "policy_wait", CONF_DURATION_MS, 0, 600000, "10s", offsetof(T, m.policy_wait_ms),  \
 	 false, false, NULL,                                                                       \
-	 "after start, streams wait this long for the gateway's first policy before refusal"}
+	 "after start, streams wait this long for the gateway's first policy before refusal"},     \
+	{"s2s", "link_wait", CONF_DURATION_MS, 1000, 600000, "10s", offsetof(T, m.link_wait_ms),  \
+	 true, false, NULL,                                                                        \
+	 "a stanza already read waits this long for room on a full gateway link; after it the "   \
+	 "partner gets <resource-constraint/>"}
 
 struct s2s;
 
@@ -75,7 +80,8 @@ void s2s_set_dialback(struct s2s *s, struct s2s_out *out, const struct dialback 
 
 /* A new policy from the gateway; streams already authenticated keep theirs. */
 void s2s_set_policy(struct s2s *s, const Parley__Link__PolicySnapshot *snap);
-/* The link has room again: resume streams paused for it. */
+/* The link has room again: streams paused for it hand it the stanzas they hold, oldest
+ * first, and read again once they hold none. */
 void s2s_link_room(struct s2s *s);
 /* The link acknowledged frames: XEP-0198 streams may report more handled stanzas. */
 void s2s_link_acked(struct s2s *s);
@@ -85,9 +91,14 @@ struct s2s_stats {
 	uint64_t auth_external, auth_dialback; /* authenticated, by method */
 	uint64_t stanzas_in_kind[4];	       /* by PARLEY__LINK__STANZA_KIND__* (1..3) */
 	/* Stanzas the link refused (counted in stanzas_in too), answered with an error unless
-	 * they were errors themselves: the window was over twice full (resource-constraint) or
-	 * the frame exceeded [link] max_frame (policy-violation). */
+	 * they were errors themselves: held past [s2s] link_wait, held past the stream's hold
+	 * bound (256 KB packed) or held when the stream ended with a stream error
+	 * (resource-constraint); or the frame exceeded [link] max_frame (policy-violation). */
 	uint64_t bounced_congested, bounced_too_large;
+	/* Stanzas read while the link was full (past twice its window) and held for it rather
+	 * than bounced: ever held, held now, and lost because their connection closed while
+	 * held (a held stanza that waits past link_wait is bounced: bounced_congested). */
+	uint64_t held, held_now, held_lost;
 };
 const struct s2s_stats *s2s_stats(const struct s2s *s);
 size_t s2s_stream_count(const struct s2s *s);
@@ -108,7 +119,7 @@ struct s2s_session_info {
 	bool sm;		 /* XEP-0198 on */
 	uint64_t age_ms;	 /* since the connection (in) / the stream became ready (out) */
 	uint64_t stanzas;	 /* accepted (in) / written (out) on this stream */
-	uint64_t queued;	 /* out: waiting or unacknowledged; in: 0 */
+	uint64_t queued;	 /* out: waiting or unacknowledged; in: held for the link */
 };
 typedef void (*s2s_session_cb)(void *arg, const struct s2s_session_info *si);
 /* Calls cb for every inbound stream. cb must not close streams. */
