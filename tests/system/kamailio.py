@@ -217,7 +217,11 @@ class Kamailio:
              "-Y", self.rundir],
             stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
         logf.close()
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()  # not ready: the caller never gets it to stop
+            raise
         return self
 
     def wait_ready(self, timeout=10.0):

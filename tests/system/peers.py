@@ -39,8 +39,14 @@ def _wait_for(pred, timeout, what, proc=None, log_text=None):
             break
         time.sleep(0.05)
     tail = log_text()[-3000:] if log_text else ""
+    code = proc.poll() if proc is not None else None
+    if proc is not None and code is None:
+        # not ready: the caller never gets it to stop, so it goes now (else it would hold
+        # its ports for every later test)
+        proc.kill()
+        proc.wait(5)
     raise AssertionError("timed out waiting for %s (exit=%s); log tail:\n%s" % (
-        what, proc.poll() if proc is not None else None, tail))
+        what, code, tail))
 
 
 def _tcp_listening(host, port):
