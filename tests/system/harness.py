@@ -13,6 +13,16 @@ BIN = os.environ.get("PARLEY_BIN", os.path.join(ROOT, "bin"))
 PYGEN = os.environ.get("PARLEY_PY", os.path.join(ROOT, "build", "release", "py"))
 
 
+def wait_for(pred, timeout, what):
+    """Polls pred every 50 ms until it is true; AssertionError naming `what` after timeout s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
 def free_port(host="127.0.0.1"):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(fam, socket.SOCK_STREAM) as s:

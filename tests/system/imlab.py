@@ -1,7 +1,6 @@
 """The loopback lab of the IM and presence tests: alice@partner.test on a real Prosody,
 parley-proxy, parley-gateway, Kamailio as the corp.test front end and presence server, and
 bob@corp.test as a registered SIP user agent. DNS for .test comes from a local dnsmasq."""
-import time
 
 from harness import Daemon, free_port, make_certs
 from kamailio import Kamailio
@@ -16,15 +15,6 @@ KAM_IP = "127.0.0.61"
 GW_SIP = "127.0.0.62"
 BOB_IP = "127.0.0.63"
 SECRET = "im-lab-dialback-secret-0123456789"
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def lab_certs(tmp_path_factory):

@@ -237,15 +237,6 @@ class Lab:
         return c
 
 
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def certs_dir(tmp_path_factory, name):
     from harness import make_certs
     d = tmp_path_factory.mktemp(name)

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from imlab import GW_SIP, Lab, lab_certs, wait_for
+from harness import wait_for
+from imlab import GW_SIP, Lab, lab_certs
 from s2soutlab import Blackhole
 from sipua import UA
 

@@ -8,17 +8,8 @@ import time
 
 import pytest
 
-from harness import Daemon, Relay, free_port
+from harness import Daemon, Relay, free_port, wait_for
 from linkconf import gateway_conf, proxy_conf, read_refs
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def start_pair(tmp_path, daemons, link_certs, source=0, sink=True, gw_kw=None, px_kw=None):

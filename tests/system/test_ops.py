@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 import harness
-from harness import Daemon, free_port, make_certs
+from harness import Daemon, free_port, make_certs, wait_for
 from linkconf import gateway_conf, policy_conf, proxy_conf, read_sink, s2s_conf
 from s2sraw import S2SClient
 
@@ -24,15 +24,6 @@ GW_HOST = "127.0.0.22"  # gateway: metrics
 SOURCE = 40             # stanza frames the proxy's test source sends to the gateway
 K = 7                   # stanzas a partner sends over S2S
 PARLEYCTL = os.path.join(harness.BIN, "parleyctl")
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def control(sock, mport):

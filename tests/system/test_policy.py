@@ -30,7 +30,7 @@ import time
 import pytest
 
 import harness
-from harness import Daemon, free_port, make_certs
+from harness import Daemon, free_port, make_certs, wait_for
 from linkconf import gateway_conf, policy_conf, proxy_conf, s2s_conf
 from s2soutlab import ScriptedPartner
 from s2sraw import S2SClient, header
@@ -45,15 +45,6 @@ CAROL_IP = "127.0.0.45"
 SECRET = "policy-lab-dialback-secret-0123456789"
 PARLEYCTL = os.path.join(harness.BIN, "parleyctl")
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 class OutPartner(ScriptedPartner):

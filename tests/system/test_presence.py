@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from imlab import GW_SIP, Lab, lab_certs, wait_for
+from harness import wait_for
+from imlab import GW_SIP, Lab, lab_certs
 from sipua import UA
 
 ALICE = "alice@partner.test"

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from imlab import lab_certs, wait_for
+from harness import wait_for
+from imlab import lab_certs
 from poollab import BOB, PendingLab, bob_pidf, ips_from
 
 IPS = ips_from("127.0.0.17")   # edge .170, Prosody .171, dnsmasq .172, gateway .174, pool .175

@@ -18,8 +18,9 @@ import time
 
 import pytest
 
-from imlab import lab_certs, wait_for
-from poollab import BOB, GW_SIP, PendingLab, bob_pidf
+from harness import wait_for
+from imlab import lab_certs
+from poollab import GW_SIP, PendingLab, bob_pidf
 from sipua import UA
 
 

@@ -14,12 +14,11 @@ import ssl
 import subprocess
 import tempfile
 import threading
-import time
 
 import pytest
 
 import harness
-from harness import Daemon, free_port, make_certs
+from harness import Daemon, free_port, make_certs, wait_for
 from linkconf import gateway_conf, policy_conf, proxy_conf, read_sink, s2s_conf
 from s2sraw import S2SClient, header
 
@@ -27,15 +26,6 @@ PX_HOST = "127.0.0.50"       # parley-proxy: link, S2S (STARTTLS and direct TLS)
 PARTNER_HOST = "127.0.0.51"  # a scripted partner.test server (the edge's outbound side)
 PARLEYCTL = os.path.join(harness.BIN, "parleyctl")
 MKCERTS = os.path.join(harness.ROOT, "deploy", "mkcerts.sh")
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def file_cert(path):

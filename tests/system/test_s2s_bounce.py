@@ -28,7 +28,7 @@ import urllib.request
 
 import pytest
 
-from harness import Daemon, free_port, make_certs
+from harness import Daemon, free_port, make_certs, wait_for
 from linkconf import gateway_conf, policy_conf, proxy_conf, read_sink, s2s_conf
 from s2sraw import S2SClient
 
@@ -39,15 +39,6 @@ METRIC = "parley_s2s_in_bounces_total"
 HELD = "parley_s2s_in_held_stanzas"
 HELD_TOTAL = "parley_s2s_in_held_total"
 SM_A = re.compile(r"<a xmlns='urn:xmpp:sm:3' h='(\d+)'/>")
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def scrape(hostport):

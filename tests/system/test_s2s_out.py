@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from harness import wait_for
 from linkpeer import NEG_NOT_SUPPORTED
 from s2soutlab import (FAKE_IP, HOLE_IP, PARTNER_IP, WRONG_IP, FakePartner, Lab,
-                       cert_paths, certs_dir, wait_for)
+                       cert_paths, certs_dir)
 from peers import xmpp_srv
 
 N = 300
