@@ -4,7 +4,7 @@
  * NOTIFYs are the presence bench's (tests/bench/pres_pool.c send_notify), over 10 000
  * dialogs. Prints ns per NOTIFY for the whole path and for its pieces.
  *
- *   sip_notify_micro [notifies] [dialogs]
+ *   bench_sip_notify [notifies] [dialogs]
  */
 #include "sip_dialog.h"
 #include "sip_frame.h"
@@ -20,7 +20,7 @@
 #include <uv.h>
 
 #define MSG_MAX 4096
-#define FAIL(what) (fprintf(stderr, "sip_notify_micro: %s failed\n", what), 1)
+#define FAIL(what) (fprintf(stderr, "bench_sip_notify: %s failed\n", what), 1)
 
 struct dent {
 	struct sip_map_node node;
@@ -205,7 +205,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "replied %lu of %zu\n", replied, nmsg);
 		return 1;
 	}
-	printf("sip_notify_micro notifies=%zu dialogs=%zu ns_per_notify=%.0f frame=%.0f "
+	printf("bench_sip_notify notifies=%zu dialogs=%zu ns_per_notify=%.0f frame=%.0f "
 	       "parse=%.0f txn_dialog_reply_free=%.0f resp_bytes=%.1f\n",
 	       nmsg, ndlg, (double)t_all / (double)nmsg, (double)t_frame / (double)nmsg,
 	       (double)t_parse / (double)nmsg, (double)t_rest / (double)nmsg,
