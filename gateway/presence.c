@@ -1254,9 +1254,7 @@ static void handle_notify(struct presence *p, struct sip_stxn *st, struct sip_ms
 	 * other first delivers what the thread has, in order. A thread that falls behind
 	 * (MAX_PARSING queued) is caught up with here: the queue stays bounded. */
 	bool later = copy && p->pidf_thread && !ps->fetch && strcasecmp(state, "active") == 0;
-	if (later && worker_outstanding(p->pidf_thread) >= MAX_PARSING)
-		sync_pidf(p);
-	if (!later)
+	if (!later || worker_outstanding(p->pidf_thread) >= MAX_PARSING)
 		sync_pidf(p);
 	if (strcasecmp(state, "terminated") == 0) {
 		if (ps->fetch) {
