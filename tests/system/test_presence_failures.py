@@ -14,6 +14,7 @@ minimum of its own: the pool grants 4 s (max_expires), so a refresh comes 3.6-4.
 the last of those. A retry waits [presence] retry << failures seconds (then the next tick).
 
 Every process listens on 127.0.0.170-127.0.0.179 only."""
+import re
 import time
 
 import pytest
@@ -21,6 +22,7 @@ import pytest
 from harness import wait_for
 from imlab import lab_certs
 from poollab import BOB, PendingLab, bob_pidf, ips_from
+from sippool import REASONS
 
 IPS = ips_from("127.0.0.17")   # edge .170, Prosody .171, dnsmasq .172, gateway .174, pool .175
 SUB_LOG = r"jid=alice@partner.test sip=sip:bob@corp.test"
@@ -163,27 +165,30 @@ def test_481_on_refresh_starts_a_new_dialog(tmp_path, running, daemons, certs):
     assert lab.pool.errors == [], lab.pool.errors
 
 
-def test_404_on_refresh_ends_the_subscription(tmp_path, running, daemons, certs):
-    """404 on a refresh ends the subscription: alice gets unavailable for what was shown
-    and `unsubscribed`, and no SUBSCRIBE follows for 3 s ([presence] retry = 1 s: a gateway
-    that took 404 for transient would have tried again)."""
+@pytest.mark.parametrize("code", [404, 405, 480, 489, 604])
+def test_refresh_failure_ends_the_subscription(tmp_path, running, daemons, certs, code):
+    """D4: 404 (and, one from each part of the list, 405, 480, 489, 604) on a refresh ends
+    the subscription: alice gets unavailable for what was shown and `unsubscribed`, and no
+    SUBSCRIBE follows for 3 s ([presence] retry = 1 s: a gateway that took the code for
+    transient would have tried again)."""
     lab = make_lab(tmp_path, running, daemons, certs, retry=1, max_expires=4)
-    lab.pool.script(404, refresh=True)
+    lab.pool.script(code, refresh=True)
     sub = lab.subscribe()
-    activate(lab, sub, "until the 404", 4)
+    activate(lab, sub, "until the %d" % code, 4)
     wait_for(lambda: "unsubscribed" in types(lab), 15, "unsubscribed at alice")
     assert len(sub.requests) == 2, describe(sub.requests)
     refresh = sub.requests[1]
-    assert refresh.answer == 404 and refresh.tag("to") == sub.local_tag, describe(sub.requests)
+    assert refresh.answer == code and refresh.tag("to") == sub.local_tag, describe(sub.requests)
     assert refresh.call_id == sub.call_id and int(refresh.header("expires")) > 0
-    lab.gw.wait_log(failed_log(404, 1))
-    lab.gw.wait_log(r"event=presence_subscription_cancelled %s why=\"Not Found\"" % SUB_LOG)
+    lab.gw.wait_log(failed_log(code, 1))
+    lab.gw.wait_log(r"event=presence_subscription_cancelled %s why=\"%s\""
+                    % (SUB_LOG, re.escape(REASONS[code])))
     ev = types(lab)
     assert ev.index("unavailable") < ev.index("unsubscribed"), lab.from_bob()
     n = len(lab.pool.subscribes(fetches=True))
     time.sleep(3)
     assert len(lab.pool.subscribes(fetches=True)) == n, describe(lab.pool.subscribes(True))
-    assert [m.answer for m in lab.pool.subscribes()] == [202, 404]
+    assert [m.answer for m in lab.pool.subscribes()] == [202, code]
     assert len(lab.pool.subs) == 1, [s.call_id for s in lab.pool.subs]
     assert lab.pool.errors == [], lab.pool.errors
 
