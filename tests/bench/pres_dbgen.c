@@ -14,6 +14,7 @@
 #include "log.h"
 #include "store.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,47 @@ static void must(int r, const char *what)
 		fprintf(stderr, "pres_dbgen: %s failed: %d\n", what, r);
 		exit(1);
 	}
+}
+
+/* Subscription k of a direction: u<k>@partner.test and bob<k>@corp.test in an established
+ * dialog with the pool; a SIP -> XMPP one also stores u<k>'s last presence. */
+static void put_sub(struct store *s, int dir, long k, const char *pool, int64_t now,
+		    int64_t expires_at)
+{
+	bool uac = dir == STORE_SUB_XMPP_TO_SIP;
+	char jid[64], sip[64], call_id[64], ltag[32], rtag[32], luri[64], target[128];
+	snprintf(jid, sizeof jid, "u%ld@partner.test", k);
+	snprintf(sip, sizeof sip, "sip:bob%ld@corp.test", k);
+	snprintf(call_id, sizeof call_id,
+		 uac ? "db%ld-4f1c9a2e7b@gateway.corp.test" : "w%ld@pres_pool", k);
+	snprintf(ltag, sizeof ltag, uac ? "gl%ld" : "gw%ld", k);
+	snprintf(rtag, sizeof rtag, uac ? "p%ld" : "w%ld", k);
+	snprintf(luri, sizeof luri, "sip:u%ld@partner.test", k);
+	snprintf(target, sizeof target, "sip:bob%ld@%s;transport=tcp", k, pool);
+	struct store_sub sub = {
+	    .dir = dir,
+	    .state = STORE_SUB_ACTIVE,
+	    .jid = jid,
+	    .sip_uri = sip,
+	    .watcher = uac ? NULL : call_id,
+	    .call_id = call_id,
+	    .local_tag = ltag,
+	    .remote_tag = rtag,
+	    .local_uri = luri,
+	    .remote_uri = sip,
+	    .remote_target = target,
+	    .local_cseq = 1,
+	    .remote_cseq = 1,
+	    .expires_at = expires_at,
+	    .updated_at = now,
+	};
+	must(store_sub_put(s, &sub), "store_sub_put");
+	if (!uac) {
+		static const char blob[] = "2\n1\n1\nen\nworking from home today";
+		must(store_pres_put(s, jid, "r", blob, sizeof blob - 1, now), "store_pres_put");
+	}
+	if (k % 10000 == 9999)
+		must(store_flush(s), "store_flush");
 }
 
 int main(int argc, char **argv)
@@ -63,66 +105,10 @@ int main(int argc, char **argv)
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int64_t now = (int64_t)time(NULL);
-	char jid[64], sip[64], call_id[64], ltag[32], rtag[32], luri[64], target[128];
-	for (long k = 0; k < uac; k++) {
-		snprintf(jid, sizeof jid, "u%ld@partner.test", k);
-		snprintf(sip, sizeof sip, "sip:bob%ld@corp.test", k);
-		snprintf(call_id, sizeof call_id, "db%ld-4f1c9a2e7b@gateway.corp.test", k);
-		snprintf(ltag, sizeof ltag, "gl%ld", k);
-		snprintf(rtag, sizeof rtag, "p%ld", k);
-		snprintf(luri, sizeof luri, "sip:u%ld@partner.test", k);
-		snprintf(target, sizeof target, "sip:bob%ld@%s;transport=tcp", k, pool);
-		struct store_sub sub = {
-		    .dir = STORE_SUB_XMPP_TO_SIP,
-		    .state = STORE_SUB_ACTIVE,
-		    .jid = jid,
-		    .sip_uri = sip,
-		    .call_id = call_id,
-		    .local_tag = ltag,
-		    .remote_tag = rtag,
-		    .local_uri = luri,
-		    .remote_uri = sip,
-		    .remote_target = target,
-		    .local_cseq = 1,
-		    .remote_cseq = 1,
-		    .expires_at = now + exp_in,
-		    .updated_at = now,
-		};
-		must(store_sub_put(s, &sub), "store_sub_put");
-		if (k % 10000 == 9999)
-			must(store_flush(s), "store_flush");
-	}
-	for (long k = 0; k < uas; k++) {
-		snprintf(jid, sizeof jid, "u%ld@partner.test", k);
-		snprintf(sip, sizeof sip, "sip:bob%ld@corp.test", k);
-		snprintf(call_id, sizeof call_id, "w%ld@pres_pool", k);
-		snprintf(ltag, sizeof ltag, "gw%ld", k);
-		snprintf(rtag, sizeof rtag, "w%ld", k);
-		snprintf(luri, sizeof luri, "sip:u%ld@partner.test", k);
-		snprintf(target, sizeof target, "sip:bob%ld@%s;transport=tcp", k, pool);
-		struct store_sub sub = {
-		    .dir = STORE_SUB_SIP_TO_XMPP,
-		    .state = STORE_SUB_ACTIVE,
-		    .jid = jid,
-		    .sip_uri = sip,
-		    .watcher = call_id,
-		    .call_id = call_id,
-		    .local_tag = ltag,
-		    .remote_tag = rtag,
-		    .local_uri = luri,
-		    .remote_uri = sip,
-		    .remote_target = target,
-		    .local_cseq = 1,
-		    .remote_cseq = 1,
-		    .expires_at = now + 3600,
-		    .updated_at = now,
-		};
-		must(store_sub_put(s, &sub), "store_sub_put");
-		static const char blob[] = "2\n1\n1\nen\nworking from home today";
-		must(store_pres_put(s, jid, "r", blob, sizeof blob - 1, now), "store_pres_put");
-		if (k % 10000 == 9999)
-			must(store_flush(s), "store_flush");
-	}
+	for (long k = 0; k < uac; k++)
+		put_sub(s, STORE_SUB_XMPP_TO_SIP, k, pool, now, now + exp_in);
+	for (long k = 0; k < uas; k++)
+		put_sub(s, STORE_SUB_SIP_TO_XMPP, k, pool, now, now + 3600);
 	must(store_flush(s), "store_flush");
 	store_close(s);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
