@@ -621,12 +621,7 @@ class Lab:
         self.stoppers = []
         for ns in self.namespaces:
             ns.delete()
-        findings = []
-        for d in self.daemons:
-            found = harness.sanitizer_findings(d.text())
-            if found:
-                findings.append("%s: %s\n%s" % (d.name, found[0], d.text()[-4000:]))
-        return findings
+        return harness.sanitizer_report(self.daemons)
 
     # -- proofs: each asserts, and returns lines for the report
 

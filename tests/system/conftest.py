@@ -31,12 +31,7 @@ def daemons():
     """Collects started daemons; stops them by PID at the end and fails on sanitizer output."""
     started = []
     yield started
-    findings = []
-    for d in started:
-        d.stop()
-        found = harness.sanitizer_findings(d.text())
-        if found:
-            findings.append("%s: %s\n%s" % (d.name, found[0], d.text()[-4000:]))
+    findings = harness.stop_daemons(started)
     assert not findings, "\n".join(findings)
 
 

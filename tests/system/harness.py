@@ -141,6 +141,23 @@ def sanitizer_findings(text):
     return re.findall(r"(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:)", text)
 
 
+def sanitizer_report(daemons):
+    """One entry (name, first finding, log tail) per daemon whose log shows sanitizer output."""
+    out = []
+    for d in daemons:
+        found = sanitizer_findings(d.text())
+        if found:
+            out.append("%s: %s\n%s" % (d.name, found[0], d.text()[-4000:]))
+    return out
+
+
+def stop_daemons(daemons):
+    """Stops each daemon (by PID); returns sanitizer_report of them."""
+    for d in daemons:
+        d.stop()
+    return sanitizer_report(daemons)
+
+
 class Relay:
     """A TCP relay between a client and a server whose connections can be cut on demand,
     standing in for a flaky network between the gateway and the edge."""

@@ -63,12 +63,7 @@ class Pair:
         self.gw.wait_log(r"event=metrics_listen")
 
     def stop(self):
-        findings = []
-        for d in (self.gw, self.px):
-            d.stop()
-            found = harness.sanitizer_findings(d.text())
-            if found:
-                findings.append("%s: %s\n%s" % (d.name, found[0], d.text()[-4000:]))
+        findings = harness.stop_daemons((self.gw, self.px))
         shutil.rmtree(self.sockdir, ignore_errors=True)
         return findings
 

@@ -181,12 +181,7 @@ def edge(tmp_path):
         yield e
     finally:
         partner.close()
-        findings = []
-        for d in (gw, px):
-            d.stop()
-            found = harness.sanitizer_findings(d.text())
-            if found:
-                findings.append("%s: %s\n%s" % (d.name, found[0], d.text()[-4000:]))
+        findings = harness.stop_daemons((gw, px))
         shutil.rmtree(sockdir, ignore_errors=True)
     assert not findings, "\n".join(findings)
 

@@ -125,6 +125,20 @@ class Lab:
         c.buf = ""
         return c
 
+    def partner_then_stop_gateway(self, certs, running):
+        """A partner stream whose warm-up message reached the gateway, then the gateway
+        SIGSTOPped with the link window empty (continued again by `running`)."""
+        c = self.partner(certs)
+        c.message("bob@corp.test", "alice@partner.test/pc", "warmup", id="w")
+        wait_for(lambda: self.bodies() == ["warmup"], 10, "the warm-up message at the gateway")
+        # everything acknowledged: the window is empty when the gateway stops
+        wait_for(lambda: metric(self.px_metrics, "parley_link_window_depth",
+                                peer="gateways") == 0, 10, "the link window to drain")
+        running.append(Continuer(self.gw))
+        running.append(Continuer(self.px))
+        os.kill(self.gw.pid, signal.SIGSTOP)
+        return c
+
     def bodies(self):
         return [r[3] for r in read_sink(self.sink)]
 
@@ -184,16 +198,7 @@ def test_link_full_holds_then_bounces_after_link_wait(tmp_path, daemons, running
     lab = Lab(tmp_path, daemons, certs, "window = 64\n", s2s_extra="link_wait = 1s\n")
     assert lab.bounces("resource-constraint") == 0 and lab.bounces("policy-violation") == 0
     assert lab.held() == (0, 0)
-    c = lab.partner(certs)
-    c.message("bob@corp.test", "alice@partner.test/pc", "warmup", id="w")
-    wait_for(lambda: lab.bodies() == ["warmup"], 10, "the warm-up message at the gateway")
-    # everything acknowledged: the window is empty when the gateway stops
-    wait_for(lambda: metric(lab.px_metrics, "parley_link_window_depth", peer="gateways") == 0,
-             10, "the link window to drain")
-
-    running.append(Continuer(lab.gw))
-    running.append(Continuer(lab.px))
-    os.kill(lab.gw.pid, signal.SIGSTOP)
+    c = lab.partner_then_stop_gateway(certs, running)
     try:
         write_while_stopped(lab.px, c, "".join(msg(i) for i in range(N)))  # one write
         t0 = time.monotonic()  # the proxy reads the burst from about now
@@ -371,14 +376,7 @@ def test_stream_error_behind_held_stanzas_answers_them(tmp_path, daemons, runnin
     delivered once the gateway runs again."""
     N = 300
     lab = Lab(tmp_path, daemons, certs, "window = 64\n")
-    c = lab.partner(certs)
-    c.message("bob@corp.test", "alice@partner.test/pc", "warmup", id="w")
-    wait_for(lambda: lab.bodies() == ["warmup"], 10, "the warm-up message at the gateway")
-    wait_for(lambda: metric(lab.px_metrics, "parley_link_window_depth", peer="gateways") == 0,
-             10, "the link window to drain")
-    running.append(Continuer(lab.gw))
-    running.append(Continuer(lab.px))
-    os.kill(lab.gw.pid, signal.SIGSTOP)
+    c = lab.partner_then_stop_gateway(certs, running)
     try:
         write_while_stopped(lab.px, c, "".join(msg(i) for i in range(N)) +
                             "<message to='bob@corp.test' from='eve@elsewhere.test' id='bad'>"

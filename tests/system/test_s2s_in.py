@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import Daemon, free_port, make_certs
+from harness import Daemon, free_port, make_certs, wait_for
 from linkconf import gateway_conf, policy_conf, proxy_conf, read_sink, s2s_conf
 from s2sraw import S2SClient, header
 
@@ -56,15 +56,6 @@ class Edge:
 
     def stanzas(self):
         return read_sink(self.sink)
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["starttls", "direct-tls"])

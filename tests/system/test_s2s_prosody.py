@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from harness import Daemon, free_port, listening_socket, make_certs
+from harness import Daemon, free_port, listening_socket, make_certs, wait_for
 from linkconf import gateway_conf, policy_conf, proxy_conf, read_sink, s2s_conf
 from peers import Dnsmasq, Prosody, xmpp_srv
 from xmppclient import XmppClient
@@ -28,15 +28,6 @@ class _Closer:
     def stop(self):
         for s in self.socks:
             s.close()
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def lab(tmp_path, running, daemons, certs, direct_tls, smacks=False):

@@ -11,12 +11,11 @@ import os
 import re
 import shutil
 import tempfile
-import time
 
 import pytest
 
 import harness
-from harness import Daemon, free_port, make_certs
+from harness import Daemon, free_port, make_certs, wait_for
 from linkconf import gateway_conf, policy_conf, proxy_conf, s2s_conf
 from s2sraw import S2SClient
 from sipua import UA
@@ -28,15 +27,6 @@ POOL_HOST = "127.0.0.57"
 UA_HOST = "127.0.0.58"
 K = 5  # partner -> bob: MESSAGEs the gateway sends (client transactions)
 M = 3  # UA -> stranger: MESSAGEs the gateway answers 403 (server transactions)
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def txn(samples, side, method, status):
@@ -89,12 +79,7 @@ def gw(tmp_path):
         yield e
     finally:
         pool.close()
-        findings = []
-        for d in (g, px):
-            d.stop()
-            found = harness.sanitizer_findings(d.text())
-            if found:
-                findings.append("%s: %s\n%s" % (d.name, found[0], d.text()[-4000:]))
+        findings = harness.stop_daemons((g, px))
         shutil.rmtree(sockdir, ignore_errors=True)
     assert not findings, "\n".join(findings)
 
